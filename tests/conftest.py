@@ -1,0 +1,7 @@
+"""Root test configuration. Fixtures live in ``tests/fixtures/`` modules, one per concern."""
+
+pytest_plugins = [
+    "fixtures.services",
+    "fixtures.simulator",
+    "fixtures.ray_serve",
+]
