@@ -1,0 +1,38 @@
+"""Assemble the Serve application: the TokenPool and MediaCache actors, then the GrokWorker replicas."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import ray
+from ray.serve.deployment import Application
+
+from grok2api.actors.media_cache import get_or_create_media_cache
+from grok2api.actors.token_pool import get_or_create_token_pool
+from grok2api.config.env import ServerSettings
+from grok2api.config.schema import AppConfig
+from grok2api.deployments.grok_worker import GrokWorker
+from grok2api.storage import create_storage
+from grok2api.worker.refresher import make_refresher
+from grok2api.worker.settings import pool_settings, upstream_settings
+
+APP_NAME = "grok2api"
+
+
+def build_application(settings: ServerSettings, config: AppConfig) -> Application:
+    """Create (or find) the cluster's actors and bind the worker deployment."""
+    storage_factory = functools.partial(
+        create_storage, settings.storage_type, settings.storage_url, Path(settings.data_dir)
+    )
+    pool = get_or_create_token_pool(
+        storage_factory, pool_settings(config), functools.partial(make_refresher, upstream_settings(config))
+    )
+    ray.get(pool.ready.remote(), timeout=60)
+    media = get_or_create_media_cache(Path(settings.data_dir) / "cache", config.cache.limit_mb,
+                                      config.cache.enable_auto_clean, upstream_settings(config))
+    ray.get(media.ready.remote(), timeout=60)
+    return GrokWorker.options(
+        num_replicas=config.serve.resolve_chat_replicas(settings.workers),
+        max_ongoing_requests=config.serve.max_ongoing_requests,
+    ).bind(settings.model_dump(mode="json"))

@@ -1,0 +1,295 @@
+"""The worker side of the token pool: a local lease cache with batched settlement.
+
+Each GrokWorker replica owns one :class:`LeaseClient`. ``acquire`` picks a token
+from the leases the replica already holds (no actor call on the hot path),
+spreading requests over tokens by in-flight count; only a miss asks the
+TokenPool actor for new leases, and concurrent misses share one call.
+``finish`` records the outcome locally; a background loop settles outcomes and
+spent leases with the actor every ``settle_interval`` seconds, at once for
+outcomes that change a token's state (429, 401, blocked). Settlement is
+at-least-once: a batch stays queued until the actor acknowledges it, so an
+actor restart loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Iterable
+
+from grok2api.pool.leases import GrantResult, Lease, Outcome, OutcomeKind, SettleAck, SettleBatch
+from grok2api.storage.base import mask_token, now_ms
+
+log = logging.getLogger(__name__)
+
+# Outcomes that change a token's state: settle them at once so no other request picks the token.
+_URGENT = frozenset({OutcomeKind.RATE_LIMITED, OutcomeKind.AUTH_FAILED, OutcomeKind.BLOCKED})
+
+
+class NoTokenAvailable(Exception):
+    """No token of the model's pools can serve a request now."""
+
+    def __init__(self, retry_after_s: float | None) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__("No available tokens. Please try again later.")
+
+
+class PoolUnavailable(Exception):
+    """The TokenPool actor could not be reached in time."""
+
+
+@dataclass(slots=True)
+class _Held:
+    lease: Lease
+    credits: int
+    inflight: int = 0
+    retired: bool = False  # no new requests; released once idle
+
+
+@dataclass(slots=True)
+class Ticket:
+    """One request's claim on a token."""
+
+    token: str
+    pool: str
+    cost: int
+    lease_id: int
+    started_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def masked(self) -> str:
+        return mask_token(self.token)
+
+
+# The actor surface the client needs; the real one is a Ray actor handle wrapped by ``RayPoolPort``.
+GrantFn = Callable[[str, tuple[str, ...], int, list[str]], Awaitable[GrantResult]]
+SettleFn = Callable[[SettleBatch], Awaitable[SettleAck]]
+
+
+class LeaseClient:
+    def __init__(
+        self,
+        grant: GrantFn,
+        settle: SettleFn,
+        *,
+        holder: str | None = None,
+        settle_interval: float = 0.2,
+        heartbeat_interval: float = 1.0,
+        spread: int = 4,
+        max_leases_per_grant: int = 8,
+        grant_timeout: float = 10.0,
+        empty_pool_cache_s: float = 1.0,
+    ) -> None:
+        self.holder = holder or f"worker-{uuid.uuid4().hex[:12]}"
+        self._grant = grant
+        self._settle = settle
+        self._settle_interval = settle_interval
+        self._heartbeat = heartbeat_interval
+        self._last_settle = 0.0
+        self._spread = spread
+        self._max_want = max_leases_per_grant
+        self._grant_timeout = grant_timeout
+        self._empty_cache_s = empty_pool_cache_s
+        self._held: dict[str, _Held] = {}  # token -> lease held
+        self._outcomes: list[Outcome] = []
+        self._released: list[int] = []
+        self._unacked: list[SettleBatch] = []
+        self._seq = 0
+        self._pending_grants: dict[tuple[tuple[str, ...], frozenset[str]], asyncio.Future[GrantResult]] = {}
+        self._empty_until: dict[tuple[str, ...], tuple[float, float | None]] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="lease-settle")
+
+    async def close(self) -> None:
+        """Release every lease and flush all outcomes (best effort within a few seconds)."""
+        self._closed = True
+        for held in self._held.values():
+            self._released.append(held.lease.lease_id)
+        self._held.clear()
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+        try:
+            await asyncio.wait_for(self.flush(), timeout=5)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("lease client could not flush on close: %s", exc)
+
+    # -- hot path -------------------------------------------------------------------------
+    async def acquire(self, pools: tuple[str, ...], cost: int, exclude: Iterable[str] = ()) -> Ticket:
+        """A ticket on a token from ``pools`` (in preference order), never one in ``exclude``."""
+        skip = frozenset(exclude)
+        held = self._pick(pools, skip)
+        if held is None or held.inflight >= self._spread:
+            # Nothing usable locally, or load would pile on one token: widen the lease set.
+            fresh = await self._request_leases(pools, skip, wait=held is None)
+            if held is None:
+                if fresh is not None and fresh.leases:
+                    held = self._pick(pools, skip)
+                if held is None:
+                    raise NoTokenAvailable(fresh.retry_after_s if fresh else None)
+        spend = min(cost, held.credits) if held.credits > 0 else cost
+        held.credits -= spend
+        held.inflight += 1
+        return Ticket(held.lease.token, held.lease.pool, spend, held.lease.lease_id)
+
+    def finish(self, ticket: Ticket, kind: OutcomeKind, *, reason: str = "",
+               retry_after_s: float | None = None) -> None:
+        """Record how a ticket's request ended. Never blocks."""
+        held = self._held.get(ticket.token)
+        if held is not None and held.lease.lease_id == ticket.lease_id:
+            held.inflight -= 1
+            if kind is not OutcomeKind.SUCCESS:
+                held.credits += ticket.cost  # only successes spend quota
+            if kind in _URGENT:
+                held.retired = True
+            if (held.retired or held.credits <= 0) and held.inflight <= 0:
+                self._retire(ticket.token)
+        if kind is OutcomeKind.CANCELLED and not reason:
+            return
+        self._outcomes.append(
+            Outcome(ticket.token, kind, ticket.cost if kind is OutcomeKind.SUCCESS else 0, reason,
+                    retry_after_s, now_ms())
+        )
+        if kind in _URGENT:
+            for key in list(self._empty_until):
+                self._empty_until.pop(key, None)
+            self._wake.set()
+
+    # -- internals ----------------------------------------------------------------------
+    def _pick(self, pools: tuple[str, ...], skip: frozenset[str]) -> _Held | None:
+        now = now_ms()
+        best: _Held | None = None
+        best_key: tuple[int, int, int] | None = None
+        for token, held in self._held.items():
+            lease = held.lease
+            if held.retired or token in skip or held.credits <= 0 or lease.pool not in pools:
+                continue
+            if lease.expires_at_ms - now < 2_000:
+                held.retired = True
+                if held.inflight <= 0:
+                    self._retire(token)
+                continue
+            key = (pools.index(lease.pool), held.inflight, -held.credits)
+            if best_key is None or key < best_key:
+                best, best_key = held, key
+        return best
+
+    def _retire(self, token: str) -> None:
+        held = self._held.pop(token, None)
+        if held is not None:
+            self._released.append(held.lease.lease_id)
+
+    async def _request_leases(self, pools: tuple[str, ...], skip: frozenset[str], *, wait: bool) -> GrantResult | None:
+        cached = self._empty_until.get(pools)
+        if cached and cached[0] > time.monotonic() and not skip:
+            return GrantResult([], cached[1])
+        key = (pools, skip)
+        fut = self._pending_grants.get(key)
+        if fut is None:
+            fut = asyncio.get_running_loop().create_future()
+            self._pending_grants[key] = fut
+            asyncio.get_running_loop().create_task(self._do_grant(key, fut))
+        if not wait:
+            return None
+        return await asyncio.shield(fut)
+
+    async def _do_grant(self, key: tuple[tuple[str, ...], frozenset[str]], fut: asyncio.Future[GrantResult]) -> None:
+        pools, skip = key
+        inflight = sum(h.inflight for h in self._held.values() if h.lease.pool in pools)
+        want = max(2, min(self._max_want, inflight // max(self._spread, 1) + 1))
+        exclude = sorted(skip | {t for t in self._held})
+        deadline = time.monotonic() + self._grant_timeout
+        delay = 0.05
+        try:
+            while True:
+                try:
+                    result = await self._grant(self.holder, pools, want, exclude)
+                    break
+                except Exception as exc:  # noqa: BLE001 - actor restarting or unreachable
+                    if time.monotonic() + delay > deadline:
+                        raise PoolUnavailable(f"token pool unreachable: {type(exc).__name__}") from exc
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 1.0)
+            for lease in result.leases:
+                if lease.token in self._held:  # raced with another grant: give the duplicate back
+                    self._released.append(lease.lease_id)
+                    continue
+                self._held[lease.token] = _Held(lease, lease.credits)
+            if not result.leases:
+                self._empty_until[pools] = (time.monotonic() + self._empty_cache_s, result.retry_after_s)
+            else:
+                self._empty_until.pop(pools, None)
+            fut.set_result(result)
+        except BaseException as exc:  # noqa: BLE001
+            if not fut.done():
+                fut.set_exception(exc if isinstance(exc, Exception) else PoolUnavailable(str(exc)))
+        finally:
+            self._pending_grants.pop(key, None)
+            if not fut.done():
+                fut.set_exception(PoolUnavailable("grant cancelled"))
+            # Nobody may be awaiting a background widening call; keep its exception retrieved.
+            if fut.done() and not fut.cancelled():
+                fut.exception()
+
+    async def flush(self, *, heartbeat: bool = False) -> None:
+        """Send everything queued and wait for the acknowledgement.
+
+        With ``heartbeat`` an empty batch is sent too, so the pool can tell this holder which
+        leases it revoked (token removed, cooled or disabled because of another worker's report).
+        """
+        if self._outcomes or self._released or (heartbeat and not self._unacked):
+            self._seq += 1
+            self._unacked.append(SettleBatch(self.holder, self._seq, self._outcomes, self._released))
+            self._outcomes, self._released = [], []
+        while self._unacked:
+            batch = self._unacked[0]
+            ack = await self._settle(batch)
+            self._unacked.pop(0)
+            self._last_settle = time.monotonic()
+            for token in ack.revoked:
+                held = self._held.get(token)
+                if held is not None:
+                    held.retired = True
+                    # The pool already took the reservation back: forget the lease without releasing it.
+                    if held.inflight <= 0:
+                        self._held.pop(token, None)
+
+    async def _run(self) -> None:
+        while not self._closed:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self._settle_interval)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+            now = now_ms()
+            for token, held in list(self._held.items()):
+                if held.lease.expires_at_ms - now < 2_000:
+                    held.retired = True
+                    if held.inflight <= 0:
+                        self._retire(token)
+            try:
+                due = bool(self._held) and time.monotonic() - self._last_settle >= self._heartbeat
+                await self.flush(heartbeat=due)
+            except Exception as exc:  # noqa: BLE001 - keep the batch; retry next tick
+                log.warning("settling with the token pool failed (will retry): %s", type(exc).__name__)
+                await asyncio.sleep(min(1.0, self._settle_interval * 5))
+
+    # -- introspection (tests, metrics) ----------------------------------------------------
+    def held_tokens(self) -> dict[str, tuple[int, int]]:
+        return {mask_token(t): (h.credits, h.inflight) for t, h in self._held.items()}
+
+    @property
+    def pending(self) -> int:
+        return len(self._outcomes) + sum(len(b.outcomes) for b in self._unacked)

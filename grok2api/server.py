@@ -1,0 +1,101 @@
+"""``grok2api serve``: start (or join) Ray, deploy the gateway, stop cleanly.
+
+Embedded by default: ``ray.init`` on this machine with its CPUs. With
+``--address auto`` or ``RAY_ADDRESS`` the same application deploys onto an
+existing Ray cluster (see ``ray_cluster.yaml``).
+
+Ingress: HAProxy in front of the replicas (``RAY_SERVE_ENABLE_HA_PROXY``) is the
+default because Serve's Python proxy is the first bottleneck on small machines
+(measured in ``bench/README.md``); ``--ingress proxy`` selects the classic proxy.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from typing import Literal
+
+from grok2api.config.env import ServerSettings
+from grok2api.config.schema import AppConfig
+
+log = logging.getLogger(__name__)
+
+Ingress = Literal["haproxy", "proxy"]
+
+
+def configure_ingress_env(ingress: Ingress) -> None:
+    """Set Serve's ingress switches; must run before Ray starts (replicas inherit the environment)."""
+    if ingress == "haproxy":
+        os.environ.setdefault("RAY_SERVE_ENABLE_HA_PROXY", "1")
+    else:
+        os.environ.pop("RAY_SERVE_ENABLE_HA_PROXY", None)
+
+
+def start(settings: ServerSettings, config: AppConfig, *, address: str | None = None, num_cpus: int | None = None,
+          ingress: Ingress = "haproxy", dashboard: bool = False) -> str:
+    """Start Ray + Serve and deploy the application; returns the base URL once it answers."""
+    configure_ingress_env(ingress)
+    import ray
+    from ray import serve
+
+    from grok2api.deployments.application import APP_NAME, build_application
+
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    init_kwargs: dict[str, object] = {"namespace": "grok2api", "log_to_driver": False}
+    if address:
+        init_kwargs["address"] = address
+    else:
+        init_kwargs["num_cpus"] = num_cpus or os.cpu_count() or 1
+        init_kwargs["include_dashboard"] = dashboard
+    ray.init(**init_kwargs)
+    serve.start(http_options={"host": settings.host, "port": settings.port})
+    serve.run(build_application(settings, config), name=APP_NAME, route_prefix="/", blocking=False)
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    return f"http://{host}:{settings.port}"
+
+
+def stop() -> None:
+    """Drain the replicas (streams in flight finish or get a proper end), save pool state, stop Ray."""
+    import ray
+    from ray import serve
+
+    from grok2api.actors.token_pool import token_pool_handle
+
+    try:
+        serve.shutdown()
+    except Exception as exc:  # noqa: BLE001
+        log.warning("serve shutdown: %s", exc)
+    try:
+        pool = token_pool_handle()
+        ray.get(pool.shutdown.remote(), timeout=30)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("token pool flush on shutdown: %s", exc)
+    ray.shutdown()
+
+
+def run(settings: ServerSettings, config: AppConfig, *, address: str | None = None, num_cpus: int | None = None,
+        ingress: Ingress = "haproxy", dashboard: bool = False) -> int:
+    """Serve until SIGINT/SIGTERM. Returns the process exit code."""
+    stopping = threading.Event()
+
+    def _on_signal(signum: int, _frame: object) -> None:
+        log.info("received signal %d, shutting down", signum)
+        stopping.set()
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    t0 = time.monotonic()
+    url = start(settings, config, address=address, num_cpus=num_cpus, ingress=ingress, dashboard=dashboard)
+    print(f"grok2api is ready at {url} (started in {time.monotonic() - t0:.1f}s) — "
+          f"OpenAI base URL {url}/v1, admin panel {url}/admin", flush=True)
+    try:
+        while not stopping.wait(0.5):
+            pass
+    finally:
+        print("grok2api: stopping (draining streams, saving state)...", flush=True)
+        stop()
+        print("grok2api: stopped", flush=True)
+    return 0

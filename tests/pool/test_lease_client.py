@@ -1,0 +1,148 @@
+"""The worker-side lease client driving the real pool core over real local storage."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from pathlib import Path
+
+import pytest
+
+from grok2api.actors.token_pool import PoolSettings, TokenPoolCore
+from grok2api.pool.client import LeaseClient, NoTokenAvailable
+from grok2api.pool.leases import OutcomeKind
+from grok2api.storage import create_storage
+from grok2api.storage.base import TokenStatus
+
+
+@pytest.fixture
+async def core(tmp_path: Path):
+    settings = PoolSettings(lease_credits=8, reload_interval_sec=3600, scheduler_period_sec=3600)
+    c = TokenPoolCore(functools.partial(create_storage, "local", "", tmp_path), settings)
+    await c.ready()
+    yield c
+    await c.shutdown()
+
+
+def client_for(core: TokenPoolCore, **kw: object) -> LeaseClient:
+    lc = LeaseClient(core.grant, core.settle, settle_interval=0.05, **kw)  # type: ignore[arg-type]
+    lc.start()
+    return lc
+
+
+async def reopen(core: TokenPoolCore, tmp_path: Path) -> TokenPoolCore:
+    """A second core over the same files: what a restarted actor would load."""
+    fresh = TokenPoolCore(functools.partial(create_storage, "local", "", tmp_path), core.settings)
+    await fresh.ready()
+    return fresh
+
+
+async def test_requests_are_served_from_local_leases_and_usage_is_persisted(core: TokenPoolCore,
+                                                                           tmp_path: Path) -> None:
+    await core.add_tokens(["tok-aaaaaaaaaaaaaaaa", "tok-bbbbbbbbbbbbbbbb"], "basic")
+    calls = {"grant": 0}
+    real_grant = core.grant
+
+    async def counting_grant(*args: object) -> object:
+        calls["grant"] += 1
+        return await real_grant(*args)  # type: ignore[arg-type]
+
+    lc = LeaseClient(counting_grant, core.settle, settle_interval=0.05)  # type: ignore[arg-type]
+    lc.start()
+    used: list[str] = []
+    for _ in range(10):
+        t = await lc.acquire(("basic", "super"), cost=1)
+        used.append(t.token)
+        lc.finish(t, OutcomeKind.SUCCESS)
+    await lc.flush()
+    # 10 requests, 2 leases of 8 credits: far fewer grant calls than requests.
+    assert calls["grant"] <= 3
+    records = {r.token: r for r in await core.storage.load_tokens()}  # type: ignore[union-attr]
+    assert sum(r.use_count for r in records.values()) == 10
+    assert sum(80 - r.quota for r in records.values()) == 10
+    await lc.close()
+    again = await reopen(core, tmp_path)
+    assert sum(r.use_count for r in again.ledger.records.values()) == 10
+    await again.shutdown()
+
+
+async def test_concurrent_requests_spread_over_tokens(core: TokenPoolCore) -> None:
+    await core.add_tokens([f"tok-{i:02d}-xxxxxxxxxxxxxxxx" for i in range(6)], "basic")
+    lc = client_for(core, spread=2)
+    tickets = []
+    for _ in range(8):  # requests arriving a few milliseconds apart, none finished yet
+        tickets.append(await lc.acquire(("basic",), cost=1))
+        await asyncio.sleep(0.005)
+    assert len({t.token for t in tickets}) >= 3
+    for t in tickets:
+        lc.finish(t, OutcomeKind.SUCCESS)
+    await lc.close()
+
+
+async def test_429_cools_the_token_and_the_next_request_gets_another(core: TokenPoolCore) -> None:
+    await core.add_tokens(["tok-one-xxxxxxxxxxxxxxxx", "tok-two-xxxxxxxxxxxxxxxx"], "basic")
+    lc = client_for(core)
+    first = await lc.acquire(("basic",), cost=1)
+    lc.finish(first, OutcomeKind.RATE_LIMITED, reason="rate_limited", retry_after_s=600)
+    await lc.flush()
+    assert core.ledger.records[first.token].status is TokenStatus.COOLING
+    for _ in range(5):
+        t = await lc.acquire(("basic",), cost=1)
+        assert t.token != first.token
+        lc.finish(t, OutcomeKind.SUCCESS)
+    await lc.close()
+
+
+async def test_no_token_available_reports_when_one_comes_back(core: TokenPoolCore) -> None:
+    await core.add_tokens(["tok-only-xxxxxxxxxxxxxxxx"], "basic")
+    lc = client_for(core)
+    t = await lc.acquire(("basic",), cost=1)
+    lc.finish(t, OutcomeKind.RATE_LIMITED, retry_after_s=120)
+    await lc.flush()
+    with pytest.raises(NoTokenAvailable) as info:
+        await lc.acquire(("basic",), cost=1)
+    assert info.value.retry_after_s is not None and 100 < info.value.retry_after_s <= 120
+    with pytest.raises(NoTokenAvailable):
+        await lc.acquire(("super",), cost=4)
+    await lc.close()
+
+
+async def test_removed_token_is_revoked_from_other_holders(core: TokenPoolCore) -> None:
+    await core.add_tokens(["tok-gone-xxxxxxxxxxxxxxxx", "tok-stay-xxxxxxxxxxxxxxxx"], "basic")
+    lc = client_for(core, heartbeat_interval=0.05)
+    tickets = [await lc.acquire(("basic",), cost=1) for _ in range(2)]
+    for t in tickets:
+        lc.finish(t, OutcomeKind.SUCCESS)
+    await core.remove_tokens(["tok-gone-xxxxxxxxxxxxxxxx"])
+    await asyncio.sleep(0.3)  # a heartbeat settle brings the revocation
+    for _ in range(6):
+        t = await lc.acquire(("basic",), cost=1)
+        assert t.token == "tok-stay-xxxxxxxxxxxxxxxx"
+        lc.finish(t, OutcomeKind.SUCCESS)
+    await lc.close()
+
+
+async def test_outcomes_survive_a_pool_restart_between_report_and_settle(core: TokenPoolCore,
+                                                                        tmp_path: Path) -> None:
+    await core.add_tokens(["tok-keep-xxxxxxxxxxxxxxxx"], "basic")
+    down = {"on": False}
+
+    async def flaky_settle(batch):  # the actor is being restarted: calls fail until it is back
+        if down["on"]:
+            raise ConnectionError("actor restarting")
+        return await core.settle(batch)
+
+    lc = LeaseClient(core.grant, flaky_settle, settle_interval=0.05)
+    lc.start()
+    t = await lc.acquire(("basic",), cost=4)
+    down["on"] = True
+    lc.finish(t, OutcomeKind.SUCCESS)
+    await asyncio.sleep(0.3)
+    assert lc.pending == 1  # kept, not dropped
+    down["on"] = False
+    await lc.flush()
+    assert lc.pending == 0
+    again = await reopen(core, tmp_path)
+    assert again.ledger.records["tok-keep-xxxxxxxxxxxxxxxx"].quota == 76
+    await again.shutdown()
+    await lc.close()
