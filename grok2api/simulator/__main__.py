@@ -1,0 +1,5 @@
+"""``python -m grok2api.simulator``."""
+
+from grok2api.simulator.cli import main
+
+main()
