@@ -1,0 +1,85 @@
+"""NDJSON streams from protocol chat.md §3.11 (examples A–D), verbatim, one frame per line.
+
+Each constant is a list of lines (``str``); :func:`ndjson` joins them into stream bytes.
+"""
+
+from __future__ import annotations
+
+EXAMPLE_A: list[str] = [
+    '{"result":{"conversation":{"conversationId":"c5f0a2d4-1b3e-4c6f-8a9d-0e1f2a3b4c5d","title":"New conversation","starred":false,"createTime":"2026-03-14T09:21:05.118744Z","modifyTime":"2026-03-14T09:21:05.118744Z","systemPromptName":"","temporary":true,"mediaTypes":[]}}}',
+    '{"result":{"response":{"userResponse":{"responseId":"3a4b5c6d-7e8f-4a0b-9c1d-2e3f4a5b6c7d","message":"Say hello in French.","sender":"human","createTime":"2026-03-14T09:21:05.201Z","manual":false,"partial":false,"shared":false,"query":"","queryType":"","webSearchResults":[],"xpostIds":[],"xposts":[],"generatedImageUrls":[],"imageAttachments":[],"fileAttachments":[],"cardAttachmentsJson":[],"fileUris":[],"fileAttachmentsMetadata":[],"isControl":false,"steps":[],"mediaTypes":[],"webpageUrls":[],"streamErrors":[]},"isThinking":false,"isSoftStop":false,"responseId":"3a4b5c6d-7e8f-4a0b-9c1d-2e3f4a5b6c7d"}}}',
+    '{"result":{"response":{"uiLayout":{"reasoningUiLayout":"FUNCTION_CALL","willThinkLong":false,"rolloutIds":[]},"isThinking":false,"isSoftStop":false,"responseId":"9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b"}}}',
+    '{"result":{"response":{"llmInfo":{"modelHash":"YfRYOzNNGIHab5mzeRBUXNIJFqErFXS7DzirnIkOLW8="},"isThinking":false,"isSoftStop":false,"responseId":"9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b"}}}',
+    '{"result":{"response":{"token":"Bonjour","isThinking":false,"isSoftStop":false,"responseId":"9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b","messageTag":"final"}}}',
+    '{"result":{"response":{"token":" !","isThinking":false,"isSoftStop":false,"responseId":"9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b","messageTag":"final"}}}',
+    '{"result":{"response":{"token":" (Hello!)","isThinking":false,"isSoftStop":false,"responseId":"9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b","messageTag":"final"}}}',
+    '{"result":{"response":{"token":"","isThinking":false,"isSoftStop":true,"responseId":"9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b"}}}',
+    '{"result":{"response":{"finalMetadata":{"followUpSuggestions":[],"feedbackLabels":[],"toolsUsed":{}},"isThinking":false,"isSoftStop":false,"responseId":"9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b"}}}',
+    '{"result":{"response":{"modelResponse":{"responseId":"9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b","message":"Bonjour ! (Hello!)","sender":"ASSISTANT","createTime":"2026-03-14T09:21:06.412Z","parentResponseId":"3a4b5c6d-7e8f-4a0b-9c1d-2e3f4a5b6c7d","manual":false,"partial":false,"shared":false,"query":"","queryType":"","webSearchResults":[],"xpostIds":[],"xposts":[],"generatedImageUrls":[],"imageAttachments":[],"fileAttachments":[],"cardAttachmentsJson":[],"fileUris":[],"fileAttachmentsMetadata":[],"isControl":false,"steps":[],"mediaTypes":[],"webpageUrls":[],"metadata":{"llm_info":{"modelHash":"YfRYOzNNGIHab5mzeRBUXNIJFqErFXS7DzirnIkOLW8="},"request_metadata":{"effort":"low","mode":"fast","model":"grok-4-1-thinking-1129"}},"uiLayout":{"reasoningUiLayout":"FUNCTION_CALL","willThinkLong":false,"rolloutIds":[]},"model":"grok-4-1-thinking-1129","requestMetadata":{"model":"grok-4-1-thinking-1129","mode":"MODEL_MODE_FAST","effort":"LOW"},"streamErrors":[]},"isThinking":false,"isSoftStop":false,"responseId":"9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b"}}}',
+    '{"result":{"title":{"newTitle":"Hello in French"}}}',
+]
+
+EXAMPLE_B: list[str] = [
+    '{"result":{"response":{"uiLayout":{"reasoningUiLayout":"FUNCTION_CALL","willThinkLong":true,"rolloutIds":[]},"isThinking":false,"isSoftStop":false,"responseId":"9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b"}}}',
+    '{"result":{"response":{"llmInfo":{"modelHash":"Q2sY0m1Zl9w3b8u1c7d2f4e6a8b0c2d4e6f8a0b2c4d="},"isThinking":false,"isSoftStop":false,"responseId":"9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b"}}}',
+    '{"result":{"response":{"token":"Thinking about your request","isThinking":true,"isSoftStop":false,"responseId":"9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b","messageTag":"header","messageStepId":0}}}',
+    '{"result":{"response":{"token":"- The user wants Tokyo\'s current population; I should check an official source.","isThinking":true,"isSoftStop":false,"responseId":"9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b","messageTag":"summary","messageStepId":0}}}',
+    '{"result":{"response":{"token":"<xai:tool_usage_card>\\n  <xai:tool_usage_card_id>7e4b0c1a-2d3e-4f5a-8b9c-0d1e2f3a4b5c</xai:tool_usage_card_id>\\n  <xai:tool_name>web_search</xai:tool_name>\\n  <xai:tool_args><![CDATA[{\\"query\\":\\"Tokyo population 2026\\",\\"num_results\\":10}]]></xai:tool_args>\\n</xai:tool_usage_card>","isThinking":true,"isSoftStop":false,"responseId":"9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b","messageTag":"tool_usage_card","messageStepId":1,"toolUsageCardId":"7e4b0c1a-2d3e-4f5a-8b9c-0d1e2f3a4b5c","toolUsageCard":{"toolUsageCardId":"7e4b0c1a-2d3e-4f5a-8b9c-0d1e2f3a4b5c","webSearch":{"args":{"query":"Tokyo population 2026","num_results":10}}}}}}',
+    '{"result":{"response":{"token":"","isThinking":true,"isSoftStop":false,"responseId":"9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b","messageTag":"raw_function_result","messageStepId":1,"toolUsageCardId":"7e4b0c1a-2d3e-4f5a-8b9c-0d1e2f3a4b5c","webSearchResults":{"results":[{"url":"https://www.metro.tokyo.lg.jp/english/about/population","title":"Tokyo\'s population (estimates)","preview":"As of 1 January 2026 the estimated population of Tokyo is 14.2 million ..."},{"url":"https://en.wikipedia.org/wiki/Tokyo","title":"Tokyo - Wikipedia","preview":"Tokyo ... population of over 14 million ..."}]}}}}',
+    '{"result":{"response":{"token":"Checking official estimates","isThinking":true,"isSoftStop":false,"responseId":"9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b","messageTag":"header","messageStepId":2}}}',
+    '{"result":{"response":{"token":"- The metropolitan government estimates about 14.2 million residents (Jan 2026).","isThinking":true,"isSoftStop":false,"responseId":"9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b","messageTag":"summary","messageStepId":2}}}',
+    '{"result":{"response":{"token":"Tokyo has about **14.2 million** residents","isThinking":false,"isSoftStop":false,"responseId":"9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b","messageTag":"final"}}}',
+    '{"result":{"response":{"cardAttachment":{"jsonData":"{\\"id\\":\\"b7c1d2\\",\\"type\\":\\"render_inline_citation\\",\\"cardType\\":\\"citation_card\\",\\"url\\":\\"https://www.metro.tokyo.lg.jp/english/about/population\\"}"},"isThinking":false,"isSoftStop":false,"responseId":"9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b","messageTag":"final"}}}',
+    '{"result":{"response":{"token":"<grok:render card_id=\\"b7c1d2\\" card_type=\\"citation_card\\" type=\\"render_inline_citation\\"><argument name=\\"citation_id\\">0</argument></grok:render>","isThinking":false,"isSoftStop":false,"responseId":"9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b","messageTag":"final"}}}',
+    '{"result":{"response":{"token":" (Tokyo Metropolis, January 2026).","isThinking":false,"isSoftStop":false,"responseId":"9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b","messageTag":"final"}}}',
+    '{"result":{"response":{"token":"","isThinking":false,"isSoftStop":true,"responseId":"9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b"}}}',
+    '{"result":{"response":{"finalMetadata":{"followUpSuggestions":[],"feedbackLabels":[],"toolsUsed":{}},"isThinking":false,"isSoftStop":false,"responseId":"9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b"}}}',
+    '{"result":{"response":{"modelResponse":{"responseId":"9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b","message":"Tokyo has about **14.2 million** residents<grok:render card_id=\\"b7c1d2\\" card_type=\\"citation_card\\" type=\\"render_inline_citation\\"><argument name=\\"citation_id\\">0</argument></grok:render> (Tokyo Metropolis, January 2026).","sender":"ASSISTANT","parentResponseId":"3a4b5c6d-7e8f-4a0b-9c1d-2e3f4a5b6c7d","webSearchResults":[{"url":"https://www.metro.tokyo.lg.jp/english/about/population","title":"Tokyo\'s population (estimates)","preview":"As of 1 January 2026 ..."}],"generatedImageUrls":[],"fileAttachments":[],"cardAttachmentsJson":["{\\"id\\":\\"b7c1d2\\",\\"type\\":\\"render_inline_citation\\",\\"cardType\\":\\"citation_card\\",\\"url\\":\\"https://www.metro.tokyo.lg.jp/english/about/population\\"}"],"steps":[{"text":["Thinking about your request"],"tags":["header"]},{"text":["<xai:tool_usage_card>...</xai:tool_usage_card>"],"tags":["tool_usage_card"],"toolUsageCards":[{"toolUsageCardId":"7e4b0c1a-2d3e-4f5a-8b9c-0d1e2f3a4b5c","webSearch":{"args":{"query":"Tokyo population 2026"}}}]}],"metadata":{"llm_info":{"modelHash":"Q2sY0m1Zl9w3b8u1c7d2f4e6a8b0c2d4e6f8a0b2c4d="},"request_metadata":{"effort":"high","mode":"expert","model":"grok-4-1-thinking-1129"}},"thinkingStartTime":"2026-03-14T09:21:05.400Z","thinkingEndTime":"2026-03-14T09:21:11.905Z","model":"grok-4-1-thinking-1129","streamErrors":[]},"isThinking":false,"isSoftStop":false,"responseId":"9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b"}}}',
+]
+
+EXAMPLE_B_HEAVY: list[str] = [
+    '{"result":{"response":{"uiLayout":{"reasoningUiLayout":"FUNCTION_CALL","willThinkLong":true,"rolloutIds":["Grok","Agent 1","Agent 2","Agent 3"]},"isThinking":false,"isSoftStop":false,"responseId":"9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b"}}}',
+    '{"result":{"response":{"token":"Planning the research","isThinking":true,"isSoftStop":false,"responseId":"9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b","messageTag":"header","messageStepId":0,"rolloutId":"Grok"}}}',
+    '{"result":{"response":{"token":"<xai:tool_usage_card><xai:tool_usage_card_id>0f1e2d3c-4b5a-4968-8776-655443322110</xai:tool_usage_card_id><xai:tool_name>web_search</xai:tool_name><xai:tool_args><![CDATA[{\\"query\\":\\"Tokyo population official estimate\\"}]]></xai:tool_args></xai:tool_usage_card>","isThinking":true,"isSoftStop":false,"responseId":"9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b","messageTag":"tool_usage_card","messageStepId":0,"rolloutId":"Agent 1","toolUsageCardId":"0f1e2d3c-4b5a-4968-8776-655443322110","toolUsageCard":{"toolUsageCardId":"0f1e2d3c-4b5a-4968-8776-655443322110","webSearch":{"args":{"query":"Tokyo population official estimate"}}}}}}',
+    '{"result":{"response":{"token":"<xai:tool_usage_card><xai:tool_usage_card_id>1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d</xai:tool_usage_card_id><xai:tool_name>chatroom_send</xai:tool_name><xai:tool_args><![CDATA[{\\"to\\":\\"Grok\\",\\"message\\":\\"Official figure: 14.2M (Jan 2026).\\"}]]></xai:tool_args></xai:tool_usage_card>","isThinking":true,"isSoftStop":false,"responseId":"9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b","messageTag":"tool_usage_card","messageStepId":1,"rolloutId":"Agent 1","toolUsageCardId":"1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d","toolUsageCard":{"toolUsageCardId":"1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d","chatroomSend":{"args":{"to":"Grok","message":"Official figure: 14.2M (Jan 2026)."}}}}}}',
+    '{"result":{"response":{"token":"- Agent 1 confirmed the official estimate.","isThinking":true,"isSoftStop":false,"responseId":"9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b","messageTag":"summary","messageStepId":1,"rolloutId":"Grok"}}}',
+    '{"result":{"response":{"token":"Tokyo has about 14.2 million residents.","isThinking":false,"isSoftStop":false,"responseId":"9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b","messageTag":"final","rolloutId":"Grok"}}}',
+]
+
+EXAMPLE_C_LEGACY: list[str] = [
+    '{"result":{"response":{"token":"Here are two foxes for you.","isThinking":false,"isSoftStop":false,"responseId":"9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b","messageTag":"final"}}}',
+    '{"result":{"response":{"streamingImageGenerationResponse":{"imageId":"5b6c7d8e-9f0a-4b1c-8d2e-3f4a5b6c7d8e","imageUrl":"users/4d2c1b0a-9f8e-4d7c-b6a5-948372615049/generated/5b6c7d8e-9f0a-4b1c-8d2e-3f4a5b6c7d8e-part-0/image.jpg","seq":0,"progress":25,"imageIndex":0,"moderated":false},"isThinking":false,"isSoftStop":false,"responseId":"9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b"}}}',
+    '{"result":{"response":{"streamingImageGenerationResponse":{"imageId":"6c7d8e9f-0a1b-4c2d-9e3f-4a5b6c7d8e9f","imageUrl":"users/4d2c1b0a-9f8e-4d7c-b6a5-948372615049/generated/6c7d8e9f-0a1b-4c2d-9e3f-4a5b6c7d8e9f-part-0/image.jpg","seq":0,"progress":25,"imageIndex":1,"moderated":false},"isThinking":false,"isSoftStop":false,"responseId":"9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b"}}}',
+    '{"result":{"response":{"streamingImageGenerationResponse":{"imageId":"5b6c7d8e-9f0a-4b1c-8d2e-3f4a5b6c7d8e","imageUrl":"users/4d2c1b0a-9f8e-4d7c-b6a5-948372615049/generated/5b6c7d8e-9f0a-4b1c-8d2e-3f4a5b6c7d8e-part-0/image.jpg","seq":1,"progress":75,"imageIndex":0,"moderated":false},"isThinking":false,"isSoftStop":false,"responseId":"9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b"}}}',
+    '{"result":{"response":{"streamingImageGenerationResponse":{"imageId":"5b6c7d8e-9f0a-4b1c-8d2e-3f4a5b6c7d8e","imageUrl":"users/4d2c1b0a-9f8e-4d7c-b6a5-948372615049/generated/5b6c7d8e-9f0a-4b1c-8d2e-3f4a5b6c7d8e/image.jpg","seq":2,"progress":100,"imageIndex":0,"moderated":false},"isThinking":false,"isSoftStop":false,"responseId":"9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b"}}}',
+    '{"result":{"response":{"streamingImageGenerationResponse":{"imageId":"6c7d8e9f-0a1b-4c2d-9e3f-4a5b6c7d8e9f","imageUrl":"users/4d2c1b0a-9f8e-4d7c-b6a5-948372615049/generated/6c7d8e9f-0a1b-4c2d-9e3f-4a5b6c7d8e9f/image.jpg","seq":2,"progress":100,"imageIndex":1,"moderated":false},"isThinking":false,"isSoftStop":false,"responseId":"9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b"}}}',
+    '{"result":{"response":{"token":"","isThinking":false,"isSoftStop":true,"responseId":"9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b"}}}',
+    '{"result":{"response":{"finalMetadata":{"followUpSuggestions":[],"feedbackLabels":[],"toolsUsed":{}},"isThinking":false,"isSoftStop":false,"responseId":"9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b"}}}',
+    '{"result":{"response":{"modelResponse":{"responseId":"9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b","message":"Here are two foxes for you.","sender":"ASSISTANT","generatedImageUrls":["users/4d2c1b0a-9f8e-4d7c-b6a5-948372615049/generated/5b6c7d8e-9f0a-4b1c-8d2e-3f4a5b6c7d8e/image.jpg","users/4d2c1b0a-9f8e-4d7c-b6a5-948372615049/generated/6c7d8e9f-0a1b-4c2d-9e3f-4a5b6c7d8e9f/image.jpg"],"cardAttachmentsJson":[],"metadata":{"llm_info":{"modelHash":"YfRYOzNNGIHab5mzeRBUXNIJFqErFXS7DzirnIkOLW8="}},"streamErrors":[]},"isThinking":false,"isSoftStop":false,"responseId":"9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b"}}}',
+]
+
+EXAMPLE_C_LITE: list[str] = [
+    '{"result":{"response":{"cardAttachment":{"jsonData":"{\\"id\\":\\"x1Xyo\\",\\"type\\":\\"render_file\\",\\"cardType\\":\\"generated_image_card\\",\\"image_chunk\\":null}"},"isThinking":false,"isSoftStop":false,"responseId":"9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b","messageTag":"final"}}}',
+    '{"result":{"response":{"token":"<grok:render card_id=\\"x1Xyo\\" card_type=\\"generated_image_card\\" type=\\"render_file\\"><argument name=\\"file_path\\">/home/workdir/artifacts/imagine_images/red_fox.jpg</argument></grok:render>","isThinking":false,"isSoftStop":false,"responseId":"9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b","messageTag":"final"}}}',
+    '{"result":{"response":{"cardAttachment":{"jsonData":"{\\"id\\":\\"x1Xyo\\",\\"type\\":\\"render_file\\",\\"cardType\\":\\"generated_image_card\\",\\"image_chunk\\":{\\"imageUuid\\":\\"5b6c7d8e-9f0a-4b1c-8d2e-3f4a5b6c7d8e\\",\\"imageUrl\\":\\"users/4d2c1b0a-9f8e-4d7c-b6a5-948372615049/generated/5b6c7d8e-9f0a-4b1c-8d2e-3f4a5b6c7d8e/image.jpg\\",\\"progress\\":100,\\"moderated\\":false,\\"imageModel\\":\\"imagine_x_1\\"}}"},"isThinking":false,"isSoftStop":false,"responseId":"9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b","messageTag":"final"}}}',
+    '{"result":{"response":{"token":"","isThinking":false,"isSoftStop":true,"responseId":"9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b"}}}',
+]
+
+EXAMPLE_D_ERROR_13: list[str] = [
+    '{"result":{"conversation":{"conversationId":"c5f0a2d4-1b3e-4c6f-8a9d-0e1f2a3b4c5d","title":"New conversation","starred":false,"createTime":"2026-03-14T09:21:05.118744Z","modifyTime":"2026-03-14T09:21:05.118744Z","systemPromptName":"","temporary":true,"mediaTypes":[]}}}',
+    '{"result":{"response":{"token":"The answer starts here and","isThinking":false,"isSoftStop":false,"responseId":"9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b","messageTag":"final"}}}',
+    '{"error":{"code":13,"message":"Internal error: stream interrupted","details":[]}}',
+]
+
+EXAMPLE_D_ANTIBOT: list[str] = [
+    '{"error":{"code":7,"message":"Request rejected by anti-bot rules.","details":[]}}',
+]
+
+EXAMPLE_D_USAGE_LIMIT: list[str] = [
+    '{"result":{"response":{"error":{"message":"You\'ve reached your usage limit. Please try again later."},"cardAttachment":{"jsonData":"{\\"image_chunk\\":{\\"progress\\":100,\\"systemErrCode\\":\\"rate_limit\\"}}"},"isThinking":false,"isSoftStop":false,"responseId":"9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b"}}}',
+]
+
+
+def ndjson(lines: list[str], *, sep: str = "\n", prefix: str = "") -> bytes:
+    """Join frame lines into stream bytes (optionally ``data: `` prefixed / CRLF separated)."""
+    return (sep.join(prefix + line for line in lines) + sep).encode()
