@@ -30,6 +30,9 @@ def configure_ingress_env(ingress: Ingress) -> None:
     """Set Serve's ingress switches; must run before Ray starts (replicas inherit the environment)."""
     if ingress == "haproxy":
         os.environ.setdefault("RAY_SERVE_ENABLE_HA_PROXY", "1")
+        # HAProxy stops routing to a draining replica at once; streams in flight still get
+        # graceful_shutdown_timeout_s to finish, but an idle replica need not linger 30 s.
+        os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "2")
     else:
         os.environ.pop("RAY_SERVE_ENABLE_HA_PROXY", None)
 

@@ -34,9 +34,12 @@ def keys_match(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
 
 
-def check_api_key(request: Request, rt: WorkerRuntime) -> None:
-    """Enforce ``app.api_key`` when it is set (Bearer token)."""
+async def api_key_auth(request: Request) -> WorkerRuntime:
+    """Router dependency: start the runtime and enforce ``app.api_key`` (Bearer) before the body is read."""
+    rt = runtime(request)
+    await rt.ensure_started()
     expected = rt.config.app.api_key
     if expected and not keys_match(_bearer(request), expected):
         raise APIError(401, "Invalid or missing API key.", "authentication_error", None, "invalid_api_key",
                        headers={"WWW-Authenticate": "Bearer"})
+    return rt

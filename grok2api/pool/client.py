@@ -81,7 +81,6 @@ class LeaseClient:
         spread: int = 4,
         max_leases_per_grant: int = 8,
         grant_timeout: float = 10.0,
-        empty_pool_cache_s: float = 1.0,
     ) -> None:
         self.holder = holder or f"worker-{uuid.uuid4().hex[:12]}"
         self._grant = grant
@@ -92,14 +91,12 @@ class LeaseClient:
         self._spread = spread
         self._max_want = max_leases_per_grant
         self._grant_timeout = grant_timeout
-        self._empty_cache_s = empty_pool_cache_s
         self._held: dict[str, _Held] = {}  # token -> lease held
         self._outcomes: list[Outcome] = []
         self._released: list[int] = []
         self._unacked: list[SettleBatch] = []
         self._seq = 0
         self._pending_grants: dict[tuple[tuple[str, ...], frozenset[str]], asyncio.Future[GrantResult]] = {}
-        self._empty_until: dict[tuple[str, ...], tuple[float, float | None]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
@@ -163,8 +160,6 @@ class LeaseClient:
                     retry_after_s, now_ms())
         )
         if kind in _URGENT:
-            for key in list(self._empty_until):
-                self._empty_until.pop(key, None)
             self._wake.set()
 
     # -- internals ----------------------------------------------------------------------
@@ -192,9 +187,6 @@ class LeaseClient:
             self._released.append(held.lease.lease_id)
 
     async def _request_leases(self, pools: tuple[str, ...], skip: frozenset[str], *, wait: bool) -> GrantResult | None:
-        cached = self._empty_until.get(pools)
-        if cached and cached[0] > time.monotonic() and not skip:
-            return GrantResult([], cached[1])
         key = (pools, skip)
         fut = self._pending_grants.get(key)
         if fut is None:
@@ -227,10 +219,6 @@ class LeaseClient:
                     self._released.append(lease.lease_id)
                     continue
                 self._held[lease.token] = _Held(lease, lease.credits)
-            if not result.leases:
-                self._empty_until[pools] = (time.monotonic() + self._empty_cache_s, result.retry_after_s)
-            else:
-                self._empty_until.pop(pools, None)
             fut.set_result(result)
         except BaseException as exc:  # noqa: BLE001
             if not fut.done():

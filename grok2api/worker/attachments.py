@@ -48,6 +48,10 @@ class AttachmentError(Exception):
         self.message, self.param, self.status, self.code = message, param, status, code
 
 
+class ForbiddenAddress(Exception):
+    """A host resolved to a non-public address (deliberately not an ``OSError``: aiohttp would wrap it)."""
+
+
 def is_public_address(addr: str) -> bool:
     ip = ipaddress.ip_address(addr.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
@@ -78,7 +82,7 @@ class PublicOnlyResolver(AbstractResolver):
         for fam, _, proto, _, sockaddr in infos:
             addr = sockaddr[0]
             if not allowed and not is_public_address(addr):
-                raise PermissionError(f"host {host!r} resolves to a non-public address")
+                raise ForbiddenAddress(f"host {host!r} resolves to a non-public address")
             out.append({"hostname": host, "host": addr, "port": port, "family": fam, "proto": proto,
                         "flags": socket.AI_NUMERICHOST})
         return out
@@ -151,7 +155,7 @@ async def fetch_public_url(url: str, *, param: str, max_bytes: int, timeout: flo
             raise AttachmentError("The attachment URL redirected too many times.", param)
     except AttachmentError:
         raise
-    except PermissionError:
+    except ForbiddenAddress:
         raise AttachmentError("The attachment URL points at a non-public address.", param,
                               code="forbidden_url") from None
     except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:

@@ -45,6 +45,9 @@ _BACKOFF_KINDS = frozenset({ErrorKind.CLOUDFLARE, ErrorKind.ANTI_BOT, ErrorKind.
                             ErrorKind.IDLE_TIMEOUT})
 
 
+NO_TOKEN_RETRY_AFTER_S = 30
+
+
 def outcome_of(exc: UpstreamError) -> OutcomeKind:
     return _OUTCOME.get(exc.kind, OutcomeKind.UPSTREAM)
 
@@ -52,6 +55,7 @@ def outcome_of(exc: UpstreamError) -> OutcomeKind:
 @dataclass(slots=True)
 class PreparedChat:
     request: ChatCompletionRequest
+    public_url: str  # where clients reach this gateway (``app.app_url`` or the request's own base URL)
     spec: ModelSpec
     prompt: FlatPrompt
     options: RenderOptions
@@ -63,7 +67,7 @@ class ChatService:
         self.rt = runtime
 
     # -- request → plan ------------------------------------------------------------------
-    def prepare(self, req: ChatCompletionRequest) -> PreparedChat:
+    def prepare(self, req: ChatCompletionRequest, request_base_url: str = "") -> PreparedChat:
         """Validate what pydantic cannot (model, message parts) and fix the rendering options."""
         spec = self.rt.catalog.get(req.model)
         if spec is None:
@@ -82,7 +86,7 @@ class ChatService:
         options = RenderOptions(
             model=req.model,
             show_thinking=req.show_thinking(cfg.app.thinking),
-            think_style="think_tags" if cfg.app.think_style == "think_tags" else "reasoning_content",
+            think_style="think_tags" if getattr(cfg.app, "think_style", "") == "think_tags" else "reasoning_content",
             filter_tags=tuple(cfg.app.filter_tags),
             include_usage=req.include_usage,
             created=int(time.time()),
@@ -91,7 +95,8 @@ class ChatService:
             assets_url=cfg.upstream.assets_url,
         )
         stream = cfg.app.stream if req.stream is None else req.stream
-        return PreparedChat(req, spec, prompt, options, stream)
+        public_url = (cfg.app.app_url or request_base_url).rstrip("/")
+        return PreparedChat(req, public_url, spec, prompt, options, stream)
 
     # -- upstream, with retries ------------------------------------------------------------
     async def open(self, prep: PreparedChat) -> tuple[ChatStream, Ticket]:
@@ -106,7 +111,9 @@ class ChatService:
             except NoTokenAvailable as exc:
                 if last is not None:
                     raise APIError.from_upstream(last) from None
-                headers = {"Retry-After": str(int(exc.retry_after_s))} if exc.retry_after_s else {}
+                # No cooling token to wait for (none in the pools at all): suggest a short wait anyway.
+                wait = int(exc.retry_after_s) if exc.retry_after_s else NO_TOKEN_RETRY_AFTER_S
+                headers = {"Retry-After": str(max(1, wait))}
                 raise APIError(429, "No available tokens. Please try again later.", "rate_limit_error", None,
                                "rate_limit_exceeded", headers=headers) from None
             except PoolUnavailable:
@@ -192,11 +199,11 @@ class ChatService:
         return ids
 
     # -- output ---------------------------------------------------------------------------
-    def _renderer_callbacks(self, ticket: Ticket) -> tuple[Any, Any]:
+    def _renderer_callbacks(self, prep: PreparedChat, ticket: Ticket) -> tuple[Any, Any]:
         """Image and video URL renderers that go through the MediaCache with the ticket's token."""
         cfg = self.rt.config
         media = self.rt.media
-        app_url = cfg.app.app_url.rstrip("/")
+        app_url = prep.public_url
         fmt = cfg.app.image_format
 
         async def image(path: str) -> str:
@@ -218,7 +225,7 @@ class ChatService:
 
     async def sse(self, prep: PreparedChat, stream: ChatStream, ticket: Ticket) -> AsyncIterator[bytes]:
         """The SSE body. Finishes the ticket whatever happens (including client disconnect)."""
-        image, asset = self._renderer_callbacks(ticket)
+        image, asset = self._renderer_callbacks(prep, ticket)
         renderer = ChatRenderer(prep.options, image_renderer=image, asset_url=asset)
         kind, reason, retry_after = OutcomeKind.SUCCESS, "", None
         try:
@@ -246,7 +253,7 @@ class ChatService:
 
     async def complete(self, prep: PreparedChat, stream: ChatStream, ticket: Ticket) -> dict[str, Any]:
         """The non-streaming ``chat.completion`` body."""
-        image, asset = self._renderer_callbacks(ticket)
+        image, asset = self._renderer_callbacks(prep, ticket)
         kind, reason, retry_after = OutcomeKind.SUCCESS, "", None
         try:
             return await assemble_completion(stream.batches(), prep.options, image, asset)

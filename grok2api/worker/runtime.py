@@ -71,6 +71,7 @@ class WorkerRuntime:
         self.config_service: ConfigService | None = None
         self.upstream: UpstreamContext | None = None
         self._upstream_key: Any = None
+        self._applied: AppConfig | None = None
         self.chat = ChatService(self)
         self._media: Any = None
         self._started = False
@@ -108,11 +109,14 @@ class WorkerRuntime:
             self._started = True
 
     async def _refresh(self) -> None:
+        """Hot reload: O(1) unless the poll interval passed; re-apply only a new config object."""
         assert self.config_service is not None
-        if await self.config_service.refresh_if_changed():
-            self._apply_config(self.config)
+        cfg = await self.config_service.get_fresh()
+        if cfg is not self._applied:
+            self._apply_config(cfg)
 
     def _apply_config(self, cfg: AppConfig) -> None:
+        self._applied = cfg
         settings = upstream_settings(cfg)
         key = settings.model_dump_json()
         if key != self._upstream_key:

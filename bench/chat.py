@@ -1,0 +1,230 @@
+"""Gateway chat benchmark: grok2api on Ray Serve versus calling the simulator directly.
+
+One run starts the Grok simulator (subprocess) and the whole gateway (embedded Ray
+with ``--num-cpus``, Serve, HAProxy ingress unless ``--ingress proxy``), then:
+
+1. for each concurrency in ``--concurrency`` (default 1,16,64): streams/s and
+   time-to-first-byte of 20-token streams, first against the simulator directly
+   (``POST /rest/app-chat/conversations/new``), then through the gateway
+   (``POST /v1/chat/completions``, ``stream: true``);
+2. ``--slow`` concurrent slow streams (default 1000 × 50 tokens, 100 ms apart)
+   through the gateway: errors, first-byte p50/p99, duration;
+3. resident memory (RSS) of every process of the Ray session plus HAProxy,
+   sampled during the slow phase.
+
+Loopback only; every phase is bounded by ``--duration`` / request counts.
+Method and figures: ``bench/README.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from loadgen import LoadResult, run_load  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKENS = [f"bench-token-{i:03d}-{'x' * 40}" for i in range(16)]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_simulator() -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "grok2api.simulator", "--port", "0", "--seed", "1", "--no-record"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    url = line.strip().rsplit(" ", 1)[-1]
+    if not url.startswith("http"):
+        proc.kill()
+        raise SystemExit(f"simulator did not start: {line!r}")
+    return proc, url
+
+
+def sim_control(base: str, path: str, body: Any) -> Any:
+    req = urllib.request.Request(base + path, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read() or b"null")
+
+
+def rss_of_session() -> dict[str, float]:
+    """RSS (MiB) of the Ray session's processes (raylet, GCS, workers, actors, replicas) and HAProxy."""
+    me = os.getpid()
+    total = 0
+    groups: dict[str, int] = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == me:
+            continue
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        if "grok2api.simulator" in cmd:
+            continue
+        if not any(k in cmd for k in ("ray::", "raylet", "gcs_server", "ray/_private", "ray/dashboard",
+                                     "haproxy", "default_worker.py", "ray_client_server")):
+            continue
+        rss_kb = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+        name = "haproxy" if "haproxy" in cmd else cmd.split()[0].rsplit("/", 1)[-1][:40]
+        groups[name] = groups.get(name, 0) + rss_kb
+        total += rss_kb
+    out = {k: round(v / 1024, 1) for k, v in sorted(groups.items(), key=lambda kv: -kv[1])}
+    out["TOTAL"] = round(total / 1024, 1)
+    return out
+
+
+def direct_body(tokens: int, delay_ms: int = 0) -> bytes:
+    marker = f"[[sim:tokens={tokens}" + (f";delay_ms={delay_ms}" if delay_ms else "") + "]]"
+    return json.dumps({
+        "message": f"benchmark {marker}", "modeId": "fast", "temporary": True, "fileAttachments": [],
+        "imageAttachments": [], "toolOverrides": {}, "responseMetadata": {},
+    }).encode()
+
+
+def gateway_body(tokens: int, delay_ms: int = 0) -> bytes:
+    marker = f"[[sim:tokens={tokens}" + (f";delay_ms={delay_ms}" if delay_ms else "") + "]]"
+    return json.dumps({"model": "grok-4.1-fast", "stream": True,
+                       "messages": [{"role": "user", "content": f"benchmark {marker}"}]}).encode()
+
+
+def fmt(res: LoadResult) -> str:
+    s = res.summary()
+    return (f"{s['streams_per_s']:8.1f} streams/s  ttfb p50 {s['ttfb_ms_p50']:7.2f} ms  p99 {s['ttfb_ms_p99']:7.2f} ms"
+            f"  errors {s['errors']}")
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    from grok2api import server
+    from grok2api.config.env import ServerSettings
+    from grok2api.config.service import ConfigService
+    from grok2api.storage import create_storage
+
+    sim, sim_url = start_simulator()
+    results: dict[str, Any] = {"args": vars(args)}
+    try:
+        for t in TOKENS:
+            sim_control(sim_url, "/_sim/tokens", {"token": t, "plan": "super", "quota_total": 10**9})
+        if args.stats_port:
+            os.environ["RAY_SERVE_HAPROXY_STATS_PORT"] = str(free_port())
+            os.environ["RAY_SERVE_HAPROXY_METRICS_PORT"] = str(free_port())
+        data_dir = Path(tempfile.mkdtemp(prefix="grok2api-bench-"))
+        port = free_port()
+        settings = ServerSettings(host="127.0.0.1", port=port, data_dir=data_dir, log_file_enabled=False,
+                                  workers=args.replicas)
+        storage = create_storage("local", "", data_dir)
+        await storage.open()
+        svc = ConfigService(storage)
+        await svc.load()
+        config = await svc.update({
+            "upstream": {"base_url": sim_url, "assets_url": sim_url, "accounts_url": sim_url},
+            "token": {"super_default_quota": 10**9},
+            "serve": {"max_ongoing_requests": args.max_ongoing},
+        })
+        await storage.close()
+        t0 = time.monotonic()
+        url = server.start(settings, config, num_cpus=args.num_cpus, ingress=args.ingress)
+        import ray
+
+        from grok2api.actors.token_pool import token_pool_handle
+
+        ray.get(token_pool_handle().add_tokens.remote(TOKENS, "super"))
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/ready", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except Exception:  # noqa: BLE001
+                pass
+            await asyncio.sleep(0.2)
+        results["startup_s"] = round(time.monotonic() - t0, 1)
+        print(f"gateway ready in {results['startup_s']} s at {url} (ingress={args.ingress}, "
+              f"replicas={args.replicas})", flush=True)
+
+        direct_url = sim_url + "/rest/app-chat/conversations/new"
+        cookie = {"Cookie": f"sso={TOKENS[0]}; sso-rw={TOKENS[0]}"}
+        gw_url = url + "/v1/chat/completions"
+        await run_load(gw_url, gateway_body(args.tokens), concurrency=16, duration=2)  # warm-up
+        rows = []
+        for c in args.concurrency:
+            direct = await run_load(direct_url, direct_body(args.tokens), concurrency=c, duration=args.duration,
+                                    headers=cookie, warmup=0.5)
+            gw = await run_load(gw_url, gateway_body(args.tokens), concurrency=c, duration=args.duration,
+                                warmup=0.5)
+            ratio = gw.rps / direct.rps if direct.rps else 0.0
+            added = gw.pct(gw.ttfb_ms, 0.5) - direct.pct(direct.ttfb_ms, 0.5)
+            print(f"c={c:<4} direct {fmt(direct)}\n       gateway {fmt(gw)}\n       ratio {ratio:.2f}  "
+                  f"added ttfb p50 {added:.2f} ms", flush=True)
+            rows.append({"concurrency": c, "direct": direct.summary(), "gateway": gw.summary(),
+                         "ratio": round(ratio, 3), "added_ttfb_ms_p50": round(added, 2)})
+        results["throughput"] = rows
+
+        if args.slow:
+            mem_samples: list[dict[str, float]] = []
+
+            async def sample_memory() -> None:
+                while True:
+                    mem_samples.append(rss_of_session())
+                    await asyncio.sleep(1.0)
+
+            sampler = asyncio.create_task(sample_memory())
+            slow = await run_load(gw_url, gateway_body(50, 100), concurrency=args.slow, duration=args.slow_window,
+                                  max_requests=args.slow, timeout=120)
+            sampler.cancel()
+            peak = max(mem_samples, key=lambda m: m["TOTAL"]) if mem_samples else {}
+            s = slow.summary()
+            print(f"slow x{args.slow}: completed {s['completed']} errors {s['errors']} "
+                  f"ttfb p50 {s['ttfb_ms_p50']} ms p99 {s['ttfb_ms_p99']} ms  stream p50 {s['total_ms_p50']} ms "
+                  f"p99 {s['total_ms_p99']} ms; peak RSS {peak.get('TOTAL')} MiB", flush=True)
+            results["slow"] = {**s, "peak_rss_mib": peak}
+        results["idle_rss_mib"] = rss_of_session()
+        print("RSS after run (MiB):", json.dumps(results["idle_rss_mib"]), flush=True)
+    finally:
+        try:
+            server.stop()
+        finally:
+            sim.terminate()
+            sim.wait(timeout=10)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 16, 64])
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per measured phase")
+    parser.add_argument("--tokens", type=int, default=20, help="answer tokens per stream")
+    parser.add_argument("--slow", type=int, default=1000, help="concurrent slow streams (0 = skip)")
+    parser.add_argument("--slow-window", type=float, default=60.0, help="upper bound for the slow phase")
+    parser.add_argument("--replicas", type=int, default=1)
+    parser.add_argument("--max-ongoing", type=int, default=2048)
+    parser.add_argument("--num-cpus", type=int, default=2)
+    parser.add_argument("--ingress", choices=["haproxy", "proxy"], default="haproxy")
+    parser.add_argument("--stats-port", action="store_true", help="move HAProxy's stats/metrics ports")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = parser.parse_args()
+    results = asyncio.run(main_async(args))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
