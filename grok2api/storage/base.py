@@ -8,13 +8,14 @@ with 10,000 tokens and two processes never lose each other's increments.
 
 from __future__ import annotations
 
+import re
 import time
 from abc import ABC, abstractmethod
 from contextlib import AbstractAsyncContextManager
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 
 def now_ms() -> int:
@@ -28,13 +29,16 @@ class TokenStatus(StrEnum):
     DISABLED = "disabled"
 
 
+_NOT_VISIBLE_ASCII = re.compile(r"[^\x21-\x7e]")  # anything but printable, non-space ASCII
+
+
 def normalize_token(raw: str) -> str:
     """Strip an ``sso=`` prefix, whitespace, zero-width characters and anything non-ASCII."""
     value = raw.strip()
     if value.lower().startswith("sso="):
         value = value[4:]
     value = value.split(";", 1)[0]
-    return "".join(ch for ch in value if 32 < ord(ch) < 127)
+    return _NOT_VISIBLE_ASCII.sub("", value)
 
 
 def mask_token(token: str) -> str:
@@ -83,6 +87,10 @@ class TokenRecord(BaseModel):
 COUNTER_FIELDS = frozenset({"quota", "use_count", "fail_count"})
 # Fields a TokenUpdate may set (everything but the key).
 SETTABLE_FIELDS = frozenset(TokenRecord.model_fields) - {"token"}
+# Per-field validators, so a delta's ``set`` values are typed exactly like the record's fields.
+_FIELD_ADAPTERS: dict[str, TypeAdapter[Any]] = {
+    name: TypeAdapter(info.annotation) for name, info in TokenRecord.model_fields.items()
+}
 
 
 class TokenUpdate(BaseModel):
@@ -92,13 +100,24 @@ class TokenUpdate(BaseModel):
     set: dict[str, Any] = Field(default_factory=dict)
     incr: dict[str, int] = Field(default_factory=dict)
 
+    @field_validator("token")
+    @classmethod
+    def _bare_token(cls, v: str) -> str:
+        return normalize_token(v)
+
     @field_validator("set")
     @classmethod
     def _known_fields(cls, v: dict[str, Any]) -> dict[str, Any]:
         unknown = set(v) - SETTABLE_FIELDS
         if unknown:
             raise ValueError(f"unknown token fields: {sorted(unknown)}")
-        return v
+        typed: dict[str, Any] = {}
+        for key, value in v.items():
+            try:
+                typed[key] = _FIELD_ADAPTERS[key].validate_python(value)
+            except ValidationError as exc:
+                raise ValueError(f"invalid value for {key}: {exc.errors()[0]['msg']}") from None
+        return typed
 
     @field_validator("incr")
     @classmethod
@@ -121,6 +140,10 @@ class StorageError(Exception):
     """A backend failed (unreachable, refused, or its data is unusable)."""
 
 
+class StorageConfigError(StorageError, ValueError):
+    """``SERVER_STORAGE_TYPE`` / ``SERVER_STORAGE_URL`` are wrong (unknown kind, bad scheme, missing URL)."""
+
+
 class CorruptDataError(StorageError):
     """A stored document cannot be parsed. Never silently replaced: the operator must fix it."""
 
@@ -140,6 +163,13 @@ class Storage(ABC):
 
     async def close(self) -> None:
         """Release connections. Idempotent."""
+
+    async def __aenter__(self) -> "Storage":
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
 
     @abstractmethod
     async def ping(self) -> None:
