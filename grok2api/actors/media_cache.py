@@ -51,7 +51,7 @@ def kind_of(name: str) -> str:
 
 def safe_name(name: str) -> bool:
     """A file name that can only ever mean a file directly inside one cache folder."""
-    return bool(_NAME_RE.match(name)) and ".." not in name
+    return bool(_NAME_RE.fullmatch(name)) and ".." not in name
 
 
 class CachedFile(BaseModel):

@@ -210,7 +210,10 @@ class CacheSection(Section):
 class ChatSection(Section):
     """Upstream chat calls."""
 
-    concurrent: int = Field(50, ge=1, description="Most concurrent upstream chat calls per gateway replica.")
+    concurrent: int = Field(
+        1024, ge=1, le=4096,
+        description="Most concurrent upstream chat streams per gateway replica (more wait for a free slot).",
+    )
     timeout: float = Field(
         120.0, gt=0, description="Timeout for an upstream chat call to start answering (seconds)."
     )
@@ -331,7 +334,7 @@ class ServeSection(Section):
         0, ge=0, description="GrokWorker replicas; 0 = SERVER_WORKERS (default 1).", json_schema_extra=RESTART
     )
     max_ongoing_requests: int = Field(
-        256, ge=1, description="Most requests one replica handles at once.", json_schema_extra=RESTART
+        1024, ge=1, description="Most requests one replica handles at once.", json_schema_extra=RESTART
     )
     admin_replicas: int = Field(1, ge=1, description="Admin/panel replicas.", json_schema_extra=RESTART)
 

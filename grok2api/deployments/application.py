@@ -36,3 +36,19 @@ def build_application(settings: ServerSettings, config: AppConfig) -> Applicatio
         num_replicas=config.serve.resolve_chat_replicas(settings.workers),
         max_ongoing_requests=config.serve.max_ongoing_requests,
     ).bind(settings.model_dump(mode="json"))
+
+
+def app_builder(args: dict[str, str]) -> Application:
+    """Entry point for ``serve run`` / ``serve deploy configs/serve.yaml`` on a running cluster.
+
+    Settings come from the environment (``SERVER_*``, ``DATA_DIR``; set them in the Serve
+    config's ``runtime_env``) with ``args`` as overrides, and pass the same startup checks as
+    ``grok2api serve``. On a cluster, storage must be ``redis``, ``mysql`` or ``pgsql``.
+    """
+    import asyncio
+
+    from grok2api.cli import startup_checks
+
+    settings = ServerSettings.from_env(overrides=dict(args or {}))
+    config = asyncio.run(startup_checks(settings))
+    return build_application(settings, config)

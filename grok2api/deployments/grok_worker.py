@@ -24,6 +24,8 @@ from grok2api.worker.runtime import WorkerRuntime
     graceful_shutdown_timeout_s=30,
     graceful_shutdown_wait_loop_s=1,
     health_check_period_s=10,
+    # One access-log line per request costs a stdout write on the hot path; the app logs what matters.
+    logging_config={"enable_access_log": False},
 )
 @serve.ingress(build_app)
 class GrokWorker:

@@ -205,8 +205,12 @@ async def write_plan(request: web.Request, plan: Plan, content_type: str = "appl
             await _abort(request)
             return resp
         await resp.write_eof()
+        request.app[STATE_KEY].stats["streams.completed"] += 1
     except (ConnectionResetError, ConnectionError):
-        pass
+        request.app[STATE_KEY].stats["streams.client_gone"] += 1
+    except asyncio.CancelledError:  # aiohttp cancels the handler when the client disconnects
+        request.app[STATE_KEY].stats["streams.client_gone"] += 1
+        raise
     return resp
 
 

@@ -17,7 +17,7 @@ from grok2api.catalog import ModelSpec
 from grok2api.upstream.context import UpstreamContext
 from grok2api.upstream.errors import ErrorKind, UpstreamError, classify_http
 from grok2api.upstream.stream import Conversation, Event, FrameParser, SoftStop, UserTurn
-from grok2api.upstream.transport import StreamResponse
+from grok2api.upstream.curl_stream import CurlStream
 
 CHAT_PATH = "/rest/app-chat/conversations/new"
 
@@ -143,7 +143,7 @@ class ChatStream:
     ``async with`` works too.
     """
 
-    def __init__(self, resp: StreamResponse, parser: FrameParser, soft_stop_grace: float = 5.0) -> None:
+    def __init__(self, resp: CurlStream, parser: FrameParser, soft_stop_grace: float = 5.0) -> None:
         self._resp = resp
         self._grace = soft_stop_grace
         self.soft_stopped = False

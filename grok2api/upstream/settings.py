@@ -50,7 +50,7 @@ class UpstreamSettings(BaseModel):
 
     # Transport
     sessions: int = Field(default=2, ge=1, le=64)  # curl_cffi AsyncSessions per scope
-    max_clients: int = Field(default=64, ge=1, le=4096)  # curl handles per session
+    max_clients: int = Field(default=64, ge=1, le=4096)  # concurrent streams per scope (and per session)
     reset_session_status_codes: tuple[int, ...] = (403,)
     verify_tls: bool = True
 

@@ -21,6 +21,7 @@ from typing import Any, AsyncIterator, Mapping
 from curl_cffi import CurlOpt
 from curl_cffi.requests import AsyncSession, BrowserType
 
+from grok2api.upstream.curl_stream import CurlStream, CurlStreamPool
 from grok2api.upstream.errors import ErrorKind, UpstreamError, classify_exception, classify_http
 from grok2api.upstream.settings import UpstreamSettings
 
@@ -162,83 +163,6 @@ def _lower_headers(h: Any) -> dict[str, str]:
         return {}
 
 
-class StreamResponse:
-    """An open streamed answer. Iterate :meth:`chunks`; always :meth:`aclose` (idempotent)."""
-
-    def __init__(self, pool: SessionPool, slot: _Slot, rsp: Any, idle_timeout: float,
-                 secrets: tuple[str, ...]) -> None:
-        self._pool = pool
-        self._slot = slot
-        self._rsp = rsp
-        self.status: int = rsp.status_code
-        self.headers: dict[str, str] = _lower_headers(rsp.headers)
-        self.idle_timeout = idle_timeout
-        self._secrets = secrets
-        self._closed = False
-        self._finished = False
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """Raw body chunks as curl delivers them; an :class:`UpstreamError` on stall or failure.
-
-        The idle timeout is armed per read (never across a ``yield``), so the iterator may be
-        resumed from a different task than the one that started it.
-        """
-        it = self._rsp.aiter_content().__aiter__()
-        while True:
-            idle = self.idle_timeout  # may be shortened while iterating (grace period after soft stop)
-            try:
-                async with asyncio.timeout(idle):
-                    chunk = await it.__anext__()
-            except StopAsyncIteration:
-                self._finished = True
-                return
-            except TimeoutError:
-                raise UpstreamError(ErrorKind.IDLE_TIMEOUT, 0, f"no data from upstream for {idle:g}s") from None
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # curl errors: reset, HTTP/2 RST, proxy, TLS
-                self._finished = True
-                raise classify_exception(exc, *self._secrets) from None
-            yield chunk
-
-    async def read(self, limit: int | None = None) -> bytes:
-        """The rest of the body (used for error bodies); at most ``limit`` bytes are kept."""
-        parts: list[bytes] = []
-        size = 0
-        try:
-            async for c in self.chunks():
-                if limit is None or size < limit:
-                    parts.append(c)
-                size += len(c)
-                if limit is not None and size >= limit:
-                    break
-        finally:
-            await self.aclose()
-        body = b"".join(parts)
-        return body if limit is None else body[:limit]
-
-    async def aclose(self) -> None:
-        """Stop the transfer (aborting the connection if it is still running) and free the handle."""
-        if self._closed:
-            return
-        self._closed = True
-        rsp = self._rsp
-        task = getattr(rsp, "astream_task", None)
-        try:
-            if task is not None and not task.done():
-                session = self._slot.session
-                with suppress(Exception):
-                    session.acurl.remove_handle(rsp.curl)
-                task.cancel()
-                with suppress(BaseException):
-                    await task
-            elif task is not None:
-                with suppress(BaseException):
-                    await task
-        finally:
-            self._pool.release(self._slot)
-
-
 class Transport:
     """The HTTP layer of one worker process. Create once; :meth:`aclose` on shutdown."""
 
@@ -249,6 +173,14 @@ class Transport:
             "asset": SessionPool(settings, settings.asset_proxy),
         }
         self._reset_codes = frozenset(settings.reset_session_status_codes)
+        impersonate = resolve_impersonate(settings.browser)
+        self._streams = {
+            scope: CurlStreamPool(impersonate, proxy=normalize_proxy(proxy),
+                                  skip_proxy_ssl_verify=settings.skip_proxy_ssl_verify,
+                                  verify_tls=settings.verify_tls, connect_timeout=settings.connect_timeout,
+                                  max_handles=settings.max_clients)
+            for scope, proxy in (("api", settings.proxy_url), ("asset", settings.asset_proxy))
+        }
 
     @property
     def impersonate(self) -> str:
@@ -264,6 +196,7 @@ class Transport:
         for slot in list(pool._slots):
             if slot is not None:
                 pool.reset(slot)
+        self._streams[scope].reset()
 
     async def request(self, method: str, url: str, *, headers: Mapping[str, str], data: bytes | None = None,
                       params: Mapping[str, Any] | None = None, scope: str = "api",
@@ -292,44 +225,40 @@ class Transport:
     async def stream(self, method: str, url: str, *, headers: Mapping[str, str], data: bytes | None = None,
                      scope: str = "api", idle_timeout: float | None = None,
                      first_byte_timeout: float | None = None,
-                     secrets: tuple[str, ...] = ()) -> StreamResponse:
-        """Send a request and return once the response headers arrived (any status)."""
-        pool = self._pools[scope]
-        slot = pool.acquire()
+                     secrets: tuple[str, ...] = ()) -> CurlStream:
+        """Send a request and return once the response headers arrived (any status).
+
+        Streams go through :class:`CurlStreamPool` (pre-configured curl handles, the same
+        impersonation as the sessions) — the hot path of every chat request.
+        """
         s = self.settings
         idle = idle_timeout if idle_timeout is not None else s.idle_timeout
         fbt = first_byte_timeout if first_byte_timeout is not None else s.first_byte_timeout
+        lines = [f"{k}: {v}".encode("latin-1", "replace") for k, v in headers.items()]
+        pool = self._streams[scope]
         try:
-            try:
-                async with asyncio.timeout(s.connect_timeout + fbt):
-                    # curl's own backstop: abort when < 1 byte/s for longer than the idle timeout
-                    rsp = await slot.session.request(
-                        method, url, headers=dict(headers), data=data, stream=True,
-                        timeout=(s.connect_timeout, max(idle, fbt) + 5.0),
-                    )
-            except TimeoutError:
-                raise UpstreamError(ErrorKind.TRANSPORT, 0,
-                                    f"no response headers within {s.connect_timeout + fbt:g}s") from None
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                raise classify_exception(exc, *secrets) from None
-        except BaseException:
-            pool.release(slot)
+            resp = await pool.open(method, url, lines, data, head_timeout=s.connect_timeout + fbt,
+                                   idle_timeout=idle, secrets=secrets)
+        except (UpstreamError, asyncio.CancelledError):
             raise
-        self._after_status(pool, slot, rsp.status_code)
-        return StreamResponse(pool, slot, rsp, idle, secrets)
+        except Exception as exc:
+            raise classify_exception(exc, *secrets) from None
+        if resp.status in self._reset_codes:
+            pool.reset()
+        return resp
 
     async def aclose(self) -> None:
         for pool in self._pools.values():
             await pool.aclose()
+        for streams in self._streams.values():
+            await streams.aclose()
 
 
-async def raise_for_status(resp: StreamResponse | Response, *secrets: str) -> None:
+async def raise_for_status(resp: CurlStream | Response, *secrets: str) -> None:
     """Raise the classified :class:`UpstreamError` when ``resp`` is not a 2xx."""
     if 200 <= resp.status < 300:
         return
-    if isinstance(resp, StreamResponse):
+    if not isinstance(resp, Response):
         try:
             body = await resp.read(64 * 1024)
         except UpstreamError:

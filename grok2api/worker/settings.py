@@ -31,6 +31,7 @@ def upstream_settings(cfg: AppConfig) -> UpstreamSettings:
         rate_limits_timeout=cfg.usage.timeout,
         upload_timeout=cfg.asset.upload_timeout,
         download_timeout=cfg.asset.download_timeout,
+        max_clients=cfg.chat.concurrent,
     )
 
 

@@ -21,7 +21,7 @@ def test_missing_keys_added_with_comments_user_content_kept() -> None:
     assert out.startswith("# my notes\n[chat]\n# faster please\ntimeout = 30.0  # short\n")
     assert out.index("[chat]") < out.index("[app]")  # user's order kept
     assert "chat.concurrent" in prepared.added and "proxy" in prepared.added
-    assert "# Most concurrent upstream chat calls per gateway replica.\nconcurrent = 50" in out
+    assert "# Most concurrent upstream chat streams per gateway replica (more wait for a free slot).\nconcurrent = 1024" in out
     assert prepared.config.chat.timeout == 30.0
     # idempotent
     assert not document.prepare(out, "c.toml").changed

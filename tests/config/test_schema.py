@@ -69,7 +69,7 @@ def test_seed_defaults() -> None:
     assert c.upstream.accounts_url == "https://accounts.x.ai"
     assert c.upstream.livekit_url == "wss://livekit.grok.com"
     assert c.upstream.statsig_mode == "x1"
-    assert c.serve.max_ongoing_requests == 256 and c.serve.admin_replicas == 1
+    assert c.serve.max_ongoing_requests == 1024 and c.serve.admin_replicas == 1
     assert c.app.config_poll_interval_sec == 2.0
 
 

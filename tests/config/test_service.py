@@ -144,7 +144,7 @@ async def test_replace_text_validates_first(local_storage: Storage) -> None:
     with pytest.raises(ConfigError):
         await service.replace_text("[app]\nstream = 3\n")
     config = await service.replace_text("[app]\nstream = false\n")
-    assert config.app.stream is False and config.chat.concurrent == 50
+    assert config.app.stream is False and config.chat.concurrent == 1024
 
 
 async def test_secrets_registered_for_log_masking(local_storage: Storage) -> None:

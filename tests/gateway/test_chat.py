@@ -335,3 +335,24 @@ def _safe_tokens(pool) -> dict | None:
         return pool.tokens()
     except Exception:  # noqa: BLE001 - the actor is still restarting
         return None
+
+
+def test_client_disconnect_cancels_upstream_and_finishes_the_ticket(pool) -> None:
+    pool.add_tokens([TOKEN_A])
+    body = {"model": "grok-4", "stream": True,
+            "messages": [{"role": "user", "content": "slow one [[sim:tokens=50;delay_ms=100]]"}]}
+    t0 = time.monotonic()
+    with httpx.stream("POST", pool.api_url + "/chat/completions", json=body, timeout=30,
+                      headers={"Authorization": f"Bearer {pool.api_key}"}) as r:
+        for line in r.iter_lines():
+            if "Echo: slow one" in line:
+                break  # first answer token seen: hang up (the full answer would take ~5 s)
+    gone = wait_for(lambda: pool.sim.stats()["stats"].get("streams.client_gone", 0) >= 1, timeout=4)
+    assert gone, f"the upstream stream was not cancelled: {pool.sim.stats()['stats']}"
+    assert pool.sim.stats()["stats"].get("streams.completed", 0) == 0
+    # The ticket was finished (Grok counted the query, so it is charged) and the lease is usable again.
+    assert wait_for(lambda: pool.tokens()[TOKEN_A]["use_count"] == 1, timeout=4)
+    assert time.monotonic() - t0 < 5, "finished only when the upstream stream would have ended anyway"
+    resp = pool.client().chat.completions.create(model="grok-4", stream=False,
+                                                 messages=[{"role": "user", "content": "next"}])
+    assert resp.choices[0].message.content.startswith("Echo: next")
