@@ -7,8 +7,11 @@ with ``--num-cpus``, Serve, HAProxy ingress unless ``--ingress proxy``), then:
    time-to-first-byte of 20-token streams, first against the simulator directly
    (``POST /rest/app-chat/conversations/new``), then through the gateway
    (``POST /v1/chat/completions``, ``stream: true``);
-2. ``--slow`` concurrent slow streams (default 1000 × 50 tokens, 100 ms apart)
-   through the gateway: errors, first-byte p50/p99, duration;
+2. ``--slow`` concurrent slow streams (default 1000 × 50 tokens, 100 ms apart, ~5 s each)
+   through the gateway in a closed loop for ``--slow-window`` seconds, the clients' starts
+   staggered over ``--slow-ramp`` seconds (one stream's length) so 1,000 streams are open at
+   every moment: errors, first-byte p50/p99, stream duration (``--slow-ramp 0``: one burst of
+   1,000 simultaneous requests instead);
 3. resident memory (RSS) of every process of the Ray session plus HAProxy,
    sampled during the slow phase.
 
@@ -66,30 +69,49 @@ def sim_control(base: str, path: str, body: Any) -> Any:
         return json.loads(resp.read() or b"null")
 
 
-def rss_of_session() -> dict[str, float]:
-    """RSS (MiB) of the Ray session's processes (raylet, GCS, workers, actors, replicas) and HAProxy."""
-    me = os.getpid()
-    total = 0
-    groups: dict[str, int] = {}
+def _proc_table() -> dict[int, tuple[int, str, int]]:
+    """pid -> (parent pid, command line, RSS in KiB) for every process."""
+    table: dict[int, tuple[int, str, int]] = {}
     for pid in os.listdir("/proc"):
-        if not pid.isdigit() or int(pid) == me:
+        if not pid.isdigit():
             continue
         try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
             status = Path(f"/proc/{pid}/status").read_text()
         except OSError:
             continue
-        if "grok2api.simulator" in cmd:
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        ppid = int(fields.get("PPid", "0").strip() or 0)
+        rss = int(fields.get("VmRSS", "0 kB").split()[0]) if "VmRSS" in fields else 0
+        table[int(pid)] = (ppid, cmd, rss)
+    return table
+
+
+def rss_of_session(session_dir: str) -> dict[str, float]:
+    """RSS (MiB) of this Ray session only: its raylet and GCS (found by session dir) and all their
+    descendants (workers, actors, replicas, HAProxy). Other Ray sessions on the machine are ignored."""
+    table = _proc_table()
+    roots = {pid for pid, (_, cmd, _) in table.items() if session_dir in cmd}
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    seen: set[int] = set()
+    stack = list(roots)
+    while stack:
+        pid = stack.pop()
+        if pid in seen:
             continue
-        if not any(k in cmd for k in ("ray::", "raylet", "gcs_server", "ray/_private", "ray/dashboard",
-                                     "haproxy", "default_worker.py", "ray_client_server")):
-            continue
-        rss_kb = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
-        name = "haproxy" if "haproxy" in cmd else cmd.split()[0].rsplit("/", 1)[-1][:40]
-        groups[name] = groups.get(name, 0) + rss_kb
-        total += rss_kb
+        seen.add(pid)
+        stack.extend(children.get(pid, ()))
+    groups: dict[str, int] = {}
+    for pid in seen:
+        _, cmd, rss = table[pid]
+        name = "haproxy" if "haproxy" in cmd else (cmd.split() or ["?"])[0].rsplit("/", 1)[-1][:40]
+        if name.startswith("python"):
+            name = next((part.rsplit("/", 1)[-1] for part in cmd.split() if part.endswith(".py")), name)
+        groups[name] = groups.get(name, 0) + rss
     out = {k: round(v / 1024, 1) for k, v in sorted(groups.items(), key=lambda kv: -kv[1])}
-    out["TOTAL"] = round(total / 1024, 1)
+    out["TOTAL"] = round(sum(groups.values()) / 1024, 1)
     return out
 
 
@@ -147,6 +169,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 
         from grok2api.actors.token_pool import token_pool_handle
 
+        session_dir = ray._private.worker._global_node.get_session_dir_path()
+
         ray.get(token_pool_handle().add_tokens.remote(TOKENS, "super"))
         while True:
             try:
@@ -183,20 +207,22 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 
             async def sample_memory() -> None:
                 while True:
-                    mem_samples.append(rss_of_session())
+                    mem_samples.append(rss_of_session(session_dir))
                     await asyncio.sleep(1.0)
 
             sampler = asyncio.create_task(sample_memory())
             slow = await run_load(gw_url, gateway_body(50, 100), concurrency=args.slow, duration=args.slow_window,
-                                  max_requests=args.slow, timeout=120)
+                                  max_requests=None if args.slow_ramp else args.slow, timeout=120,
+                                  ramp=args.slow_ramp)
             sampler.cancel()
             peak = max(mem_samples, key=lambda m: m["TOTAL"]) if mem_samples else {}
             s = slow.summary()
-            print(f"slow x{args.slow}: completed {s['completed']} errors {s['errors']} "
+            print(f"slow x{args.slow} (ramp {args.slow_ramp:g} s, window {args.slow_window:g} s): completed {s['completed']} errors {s['errors']} "
                   f"ttfb p50 {s['ttfb_ms_p50']} ms p99 {s['ttfb_ms_p99']} ms  stream p50 {s['total_ms_p50']} ms "
-                  f"p99 {s['total_ms_p99']} ms; peak RSS {peak.get('TOTAL')} MiB", flush=True)
+                  f"p99 {s['total_ms_p99']} ms; peak RSS {peak.get('TOTAL')} MiB\n  errors: {s['error_samples']}\n"
+                  f"  peak RSS by process: {json.dumps(peak)}", flush=True)
             results["slow"] = {**s, "peak_rss_mib": peak}
-        results["idle_rss_mib"] = rss_of_session()
+        results["idle_rss_mib"] = rss_of_session(session_dir)
         print("RSS after run (MiB):", json.dumps(results["idle_rss_mib"]), flush=True)
     finally:
         try:
@@ -213,7 +239,10 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per measured phase")
     parser.add_argument("--tokens", type=int, default=20, help="answer tokens per stream")
     parser.add_argument("--slow", type=int, default=1000, help="concurrent slow streams (0 = skip)")
-    parser.add_argument("--slow-window", type=float, default=60.0, help="upper bound for the slow phase")
+    parser.add_argument("--slow-window", type=float, default=30.0,
+                        help="length of the slow phase (closed loop; with --slow-ramp 0: one burst, bounded by this)")
+    parser.add_argument("--slow-ramp", type=float, default=5.0,
+                        help="stagger the slow clients' starts over this many seconds (0 = all at once)")
     parser.add_argument("--replicas", type=int, default=1)
     parser.add_argument("--max-ongoing", type=int, default=2048)
     parser.add_argument("--num-cpus", type=int, default=2)

@@ -82,6 +82,7 @@ async def run_load(
     headers: dict[str, str] | None = None,
     timeout: float = 120.0,
     warmup: float = 0.0,
+    ramp: float = 0.0,
 ) -> LoadResult:
     """Closed-loop load: ``concurrency`` workers issuing POSTs until ``duration`` elapses."""
     _check_loopback(url)
@@ -93,7 +94,7 @@ async def run_load(
             await _drive(session, url, body, hdrs, concurrency, warmup, None, LoadResult(concurrency, warmup))
         result = LoadResult(concurrency, duration)
         started = time.perf_counter()
-        await _drive(session, url, body, hdrs, concurrency, duration, max_requests, result)
+        await _drive(session, url, body, hdrs, concurrency, duration, max_requests, result, ramp)
         result.duration_s = time.perf_counter() - started
         return result
 
@@ -107,11 +108,16 @@ async def _drive(
     duration: float,
     max_requests: int | None,
     result: LoadResult,
+    ramp: float = 0.0,
 ) -> None:
+    """``ramp`` > 0 staggers the clients' first requests evenly over that many seconds, so a
+    closed loop of long streams reaches a steady state instead of moving in one synchronized wave."""
     deadline = time.perf_counter() + duration
     budget = [max_requests if max_requests is not None else 1 << 62]
 
-    async def worker() -> None:
+    async def worker(index: int) -> None:
+        if ramp:
+            await asyncio.sleep(ramp * index / concurrency)
         while time.perf_counter() < deadline and budget[0] > 0:
             budget[0] -= 1
             t0 = time.perf_counter()
@@ -136,7 +142,7 @@ async def _drive(
                 if len(result.error_samples) < 5:
                     result.error_samples.append(f"{type(exc).__name__}: {exc}"[:300])
 
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await asyncio.gather(*(worker(i) for i in range(concurrency)))
 
 
 def main() -> None:

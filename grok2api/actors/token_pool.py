@@ -155,9 +155,10 @@ class TokenPoolCore:
         self.ledger.policy = settings.policy()
 
     # -- leases ---------------------------------------------------------------------------
-    async def grant(self, holder: str, pools: tuple[str, ...], want: int, exclude: list[str]) -> GrantResult:
+    async def grant(self, holder: str, pools: tuple[str, ...], want: int, exclude: list[str],
+                    credits: int | None = None) -> GrantResult:
         await self.ready()
-        return self.ledger.grant(holder, tuple(pools), want=want, exclude=exclude)
+        return self.ledger.grant(holder, tuple(pools), want=want, exclude=exclude, credits=credits)
 
     async def settle(self, batch: SettleBatch) -> SettleAck:
         """Apply a worker's outcomes and releases; returns once they are persisted."""
@@ -372,8 +373,9 @@ class TokenPool:
         await self.core.ready()
         return True
 
-    async def grant(self, holder: str, pools: tuple[str, ...], want: int, exclude: list[str]) -> GrantResult:
-        return await self.core.grant(holder, pools, want, exclude)
+    async def grant(self, holder: str, pools: tuple[str, ...], want: int, exclude: list[str],
+                    credits: int | None = None) -> GrantResult:
+        return await self.core.grant(holder, pools, want, exclude, credits)
 
     async def settle(self, batch: SettleBatch) -> SettleAck:
         return await self.core.settle(batch)

@@ -65,7 +65,7 @@ class Ticket:
 
 
 # The actor surface the client needs; the real one is a Ray actor handle wrapped by ``RayPoolPort``.
-GrantFn = Callable[[str, tuple[str, ...], int, list[str]], Awaitable[GrantResult]]
+GrantFn = Callable[[str, tuple[str, ...], int, list[str], int | None], Awaitable[GrantResult]]
 SettleFn = Callable[[SettleBatch], Awaitable[SettleAck]]
 
 
@@ -81,6 +81,7 @@ class LeaseClient:
         spread: int = 4,
         max_leases_per_grant: int = 8,
         grant_timeout: float = 10.0,
+        max_grant_rounds: int = 32,
     ) -> None:
         self.holder = holder or f"worker-{uuid.uuid4().hex[:12]}"
         self._grant = grant
@@ -91,11 +92,13 @@ class LeaseClient:
         self._spread = spread
         self._max_want = max_leases_per_grant
         self._grant_timeout = grant_timeout
-        self._held: dict[str, _Held] = {}  # token -> lease held
+        self._max_grant_rounds = max_grant_rounds
+        self._held: dict[int, _Held] = {}  # lease id -> lease held (a token may have several)
         self._outcomes: list[Outcome] = []
         self._released: list[int] = []
         self._unacked: list[SettleBatch] = []
         self._seq = 0
+        self._waiting: dict[tuple[str, ...], int] = {}  # requests blocked on a grant, per pool set
         self._pending_grants: dict[tuple[tuple[str, ...], frozenset[str]], asyncio.Future[GrantResult]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -109,8 +112,7 @@ class LeaseClient:
     async def close(self) -> None:
         """Release every lease and flush all outcomes (best effort within a few seconds)."""
         self._closed = True
-        for held in self._held.values():
-            self._released.append(held.lease.lease_id)
+        self._released.extend(self._held)
         self._held.clear()
         if self._task:
             self._task.cancel()
@@ -128,31 +130,46 @@ class LeaseClient:
         """A ticket on a token from ``pools`` (in preference order), never one in ``exclude``."""
         skip = frozenset(exclude)
         held = self._pick(pools, skip)
-        if held is None or held.inflight >= self._spread:
-            # Nothing usable locally, or load would pile on one token: widen the lease set.
-            fresh = await self._request_leases(pools, skip, wait=held is None)
-            if held is None:
-                if fresh is not None and fresh.leases:
-                    held = self._pick(pools, skip)
-                if held is None:
+        if held is not None and held.inflight >= self._spread:
+            # Load would pile on one token: widen the lease set in the background.
+            await self._request_leases(pools, skip, wait=False)
+        rounds = 0
+        if held is None:
+            self._waiting[pools] = self._waiting.get(pools, 0) + 1
+        try:
+            while held is None:
+                # Concurrent misses share one grant sized for all of them; when its credits went to
+                # other waiters, ask again for as long as the pool still has quota to lease.
+                fresh = await self._request_leases(pools, skip, wait=True)
+                held = self._pick(pools, skip)
+                rounds += 1
+                if held is None and (fresh is None or not fresh.leases or rounds >= self._max_grant_rounds):
                     raise NoTokenAvailable(fresh.retry_after_s if fresh else None)
-        spend = min(cost, held.credits) if held.credits > 0 else cost
-        held.credits -= spend
+        finally:
+            if rounds or held is None:
+                self._waiting[pools] -= 1
+        # The ticket always carries the model's full cost (what the pool will charge); a lease with
+        # fewer credits left simply goes below zero and is topped up by the next grant.
+        held.credits -= cost
         held.inflight += 1
-        return Ticket(held.lease.token, held.lease.pool, spend, held.lease.lease_id)
+        return Ticket(held.lease.token, held.lease.pool, cost, held.lease.lease_id)
 
     def finish(self, ticket: Ticket, kind: OutcomeKind, *, reason: str = "",
                retry_after_s: float | None = None) -> None:
         """Record how a ticket's request ended. Never blocks."""
-        held = self._held.get(ticket.token)
-        if held is not None and held.lease.lease_id == ticket.lease_id:
+        held = self._held.get(ticket.lease_id)
+        if held is not None:
             held.inflight -= 1
             if kind is not OutcomeKind.SUCCESS:
                 held.credits += ticket.cost  # only successes spend quota
-            if kind in _URGENT:
-                held.retired = True
             if (held.retired or held.credits <= 0) and held.inflight <= 0:
-                self._retire(ticket.token)
+                self._retire(ticket.lease_id)
+        if kind in _URGENT:  # stop using every lease on this token at once
+            for lease_id, other in list(self._held.items()):
+                if other.lease.token == ticket.token:
+                    other.retired = True
+                    if other.inflight <= 0:
+                        self._retire(lease_id)
         if kind is OutcomeKind.CANCELLED and not reason:
             return
         self._outcomes.append(
@@ -167,24 +184,23 @@ class LeaseClient:
         now = now_ms()
         best: _Held | None = None
         best_key: tuple[int, int, int] | None = None
-        for token, held in self._held.items():
+        for lease_id, held in list(self._held.items()):
             lease = held.lease
-            if held.retired or token in skip or held.credits <= 0 or lease.pool not in pools:
+            if held.retired or lease.token in skip or held.credits <= 0 or lease.pool not in pools:
                 continue
             if lease.expires_at_ms - now < 2_000:
                 held.retired = True
                 if held.inflight <= 0:
-                    self._retire(token)
+                    self._retire(lease_id)
                 continue
             key = (pools.index(lease.pool), held.inflight, -held.credits)
             if best_key is None or key < best_key:
                 best, best_key = held, key
         return best
 
-    def _retire(self, token: str) -> None:
-        held = self._held.pop(token, None)
-        if held is not None:
-            self._released.append(held.lease.lease_id)
+    def _retire(self, lease_id: int) -> None:
+        if self._held.pop(lease_id, None) is not None:
+            self._released.append(lease_id)
 
     async def _request_leases(self, pools: tuple[str, ...], skip: frozenset[str], *, wait: bool) -> GrantResult | None:
         key = (pools, skip)
@@ -201,13 +217,17 @@ class LeaseClient:
         pools, skip = key
         inflight = sum(h.inflight for h in self._held.values() if h.lease.pool in pools)
         want = max(2, min(self._max_want, inflight // max(self._spread, 1) + 1))
-        exclude = sorted(skip | {t for t in self._held})
+        waiting = self._waiting.get(pools, 0)
+        credits = -(-waiting // want) if waiting else None  # enough for everyone waiting, spread over `want`
+        # Only the request's tried tokens are excluded: a token may carry several leases, and the pool
+        # already prefers the tokens with the least reserved quota, which spreads the load.
+        exclude = sorted(skip)
         deadline = time.monotonic() + self._grant_timeout
         delay = 0.05
         try:
             while True:
                 try:
-                    result = await self._grant(self.holder, pools, want, exclude)
+                    result = await self._grant(self.holder, pools, want, exclude, credits)
                     break
                 except Exception as exc:  # noqa: BLE001 - actor restarting or unreachable
                     if time.monotonic() + delay > deadline:
@@ -215,10 +235,7 @@ class LeaseClient:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 1.0)
             for lease in result.leases:
-                if lease.token in self._held:  # raced with another grant: give the duplicate back
-                    self._released.append(lease.lease_id)
-                    continue
-                self._held[lease.token] = _Held(lease, lease.credits)
+                self._held[lease.lease_id] = _Held(lease, lease.credits)
             fut.set_result(result)
         except BaseException as exc:  # noqa: BLE001
             if not fut.done():
@@ -246,13 +263,13 @@ class LeaseClient:
             ack = await self._settle(batch)
             self._unacked.pop(0)
             self._last_settle = time.monotonic()
-            for token in ack.revoked:
-                held = self._held.get(token)
-                if held is not None:
+            revoked = set(ack.revoked)
+            for lease_id, held in list(self._held.items()):
+                if held.lease.token in revoked:
                     held.retired = True
                     # The pool already took the reservation back: forget the lease without releasing it.
                     if held.inflight <= 0:
-                        self._held.pop(token, None)
+                        self._held.pop(lease_id, None)
 
     async def _run(self) -> None:
         while not self._closed:
@@ -262,11 +279,11 @@ class LeaseClient:
                 pass
             self._wake.clear()
             now = now_ms()
-            for token, held in list(self._held.items()):
+            for lease_id, held in list(self._held.items()):
                 if held.lease.expires_at_ms - now < 2_000:
                     held.retired = True
                     if held.inflight <= 0:
-                        self._retire(token)
+                        self._retire(lease_id)
             try:
                 due = bool(self._held) and time.monotonic() - self._last_settle >= self._heartbeat
                 await self.flush(heartbeat=due)
@@ -276,7 +293,11 @@ class LeaseClient:
 
     # -- introspection (tests, metrics) ----------------------------------------------------
     def held_tokens(self) -> dict[str, tuple[int, int]]:
-        return {mask_token(t): (h.credits, h.inflight) for t, h in self._held.items()}
+        out: dict[str, tuple[int, int]] = {}
+        for h in self._held.values():
+            credits, inflight = out.get(mask_token(h.lease.token), (0, 0))
+            out[mask_token(h.lease.token)] = (credits + h.credits, inflight + h.inflight)
+        return out
 
     @property
     def pending(self) -> int:

@@ -103,8 +103,13 @@ class PoolLedger:
         want: int = 2,
         exclude: Iterable[str] = (),
         now: int | None = None,
+        credits: int | None = None,
     ) -> GrantResult:
-        """Lease up to ``want`` distinct tokens from the first of ``pools`` that has any."""
+        """Lease up to ``want`` distinct tokens from the first of ``pools`` that has any.
+
+        Each lease reserves ``credits`` units (default ``policy.lease_credits``; a worker facing a
+        burst asks for more), never more than the token has unreserved."""
+        per_lease = max(self.policy.lease_credits, credits or 0)
         now = now_ms() if now is None else now
         self.expire_leases(now)
         skip = set(exclude)
@@ -119,12 +124,12 @@ class PoolLedger:
             candidates.sort(key=lambda c: (-c[0], c[1]))
             leases = []
             for avail, _, rec in candidates[:want]:
-                credits = min(self.policy.lease_credits, avail)
+                granted = min(per_lease, avail)
                 lease_id = next(self._ids)
                 expires = now + self.policy.lease_ttl_ms
-                self._leases[lease_id] = _LeaseState(rec.token, holder, credits, expires)
-                self._reserved[rec.token] = self._reserved.get(rec.token, 0) + credits
-                leases.append(Lease(lease_id, rec.token, rec.pool, credits, expires))
+                self._leases[lease_id] = _LeaseState(rec.token, holder, granted, expires)
+                self._reserved[rec.token] = self._reserved.get(rec.token, 0) + granted
+                leases.append(Lease(lease_id, rec.token, rec.pool, granted, expires))
             return GrantResult(leases)
         return GrantResult([], self.retry_after(pools, now))
 

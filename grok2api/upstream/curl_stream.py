@@ -55,10 +55,14 @@ class _Transfer:
 
     def on_data(self, chunk: bytes) -> int:
         self.chunks.append(chunk)
+        self.wake()
+        return len(chunk)
+
+    def wake(self, _fut: object = None) -> None:
+        """Wake the reader (new data, or the transfer ended)."""
         w = self.waiter
         if w is not None and not w.done():
             w.set_result(None)
-        return len(chunk)
 
     def headers(self) -> dict[str, str]:
         out: dict[str, str] = {}
@@ -217,11 +221,16 @@ class CurlStream:
         self._closed = False
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        """Body chunks as curl delivers them (every chunk already received is joined into one)."""
+        """Body chunks as curl delivers them (every chunk already received is joined into one).
+
+        Per wait: one future, woken by the data callback or the end of the transfer, and one
+        ``call_later`` timer for the idle timeout — this runs for every streamed token.
+        """
         tr = self._tr
         loop = asyncio.get_running_loop()
         done = tr.done
         assert done is not None
+        done.add_done_callback(tr.wake)
         while True:
             if tr.chunks:
                 data = tr.chunks.popleft() if len(tr.chunks) == 1 else b"".join(_drain(tr.chunks))
@@ -233,13 +242,14 @@ class CurlStream:
                     raise classify_exception(exc, *self._secrets)
                 return
             tr.waiter = waiter = loop.create_future()
+            timer = loop.call_later(self.idle_timeout, _expire, waiter)
             try:
-                async with asyncio.timeout(self.idle_timeout):
-                    await asyncio.wait({waiter, done}, return_when=asyncio.FIRST_COMPLETED)
-            except TimeoutError:
+                await waiter
+            except _IdleTimeout:
                 raise UpstreamError(ErrorKind.IDLE_TIMEOUT, 0,
                                     f"no data from upstream for {self.idle_timeout:g}s") from None
             finally:
+                timer.cancel()
                 tr.waiter = None
 
     async def read(self, limit: int | None = None) -> bytes:
@@ -268,6 +278,15 @@ class CurlStream:
             self._acurl.remove_handle(self._curl)
         # A handle whose transfer was cut short is not reused (its state is unknown).
         self._pool._give_back(self._acurl, self._curl, reusable=finished)
+
+
+class _IdleTimeout(Exception):
+    pass
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(_IdleTimeout())
 
 
 def _drain(chunks: deque[bytes]) -> list[bytes]:

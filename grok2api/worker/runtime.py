@@ -43,9 +43,10 @@ class RayPoolPort:
             self._handle = token_pool_handle()
         return self._handle
 
-    async def grant(self, holder: str, pools: tuple[str, ...], want: int, exclude: list[str]) -> GrantResult:
+    async def grant(self, holder: str, pools: tuple[str, ...], want: int, exclude: list[str],
+                    credits: int | None = None) -> GrantResult:
         try:
-            return await self._actor().grant.remote(holder, pools, want, exclude)
+            return await self._actor().grant.remote(holder, pools, want, exclude, credits)
         except Exception:
             self._handle = None
             raise

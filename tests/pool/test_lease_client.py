@@ -146,3 +146,48 @@ async def test_outcomes_survive_a_pool_restart_between_report_and_settle(core: T
     assert again.ledger.records["tok-keep-xxxxxxxxxxxxxxxx"].quota == 76
     await again.shutdown()
     await lc.close()
+
+
+async def test_exhausted_leases_are_topped_up_while_requests_are_in_flight(core: TokenPoolCore) -> None:
+    """Long streams keep their credits spent; new requests must get fresh leases, never a 429."""
+    await core.add_tokens(["tok-long-1-xxxxxxxxxxxxxxxx", "tok-long-2-xxxxxxxxxxxxxxxx"], "basic")
+    lc = client_for(core)
+    tickets = []
+    for _ in range(40):  # 2 tokens x 8 credits per lease = 16 < 40 requests in flight at once
+        tickets.append(await lc.acquire(("basic",), cost=1))
+        await asyncio.sleep(0.002)
+    assert {t.token for t in tickets} == {"tok-long-1-xxxxxxxxxxxxxxxx", "tok-long-2-xxxxxxxxxxxxxxxx"}
+    for t in tickets:
+        lc.finish(t, OutcomeKind.SUCCESS)
+    await lc.flush()
+    records = await core.storage.load_tokens()  # type: ignore[union-attr]
+    assert sum(r.use_count for r in records) == 40
+    assert sum(80 - r.quota for r in records) == 40
+    await lc.close()
+    assert core.ledger.lease_count() == 0  # every lease was given back
+
+
+async def test_a_burst_of_waiters_larger_than_one_grant_all_get_tokens(core: TokenPoolCore) -> None:
+    """200 simultaneous misses share grant calls; each grant covers 2 x 8 credits, so most waiters
+    need a later round. None may fail while the pool still has quota."""
+    await core.add_tokens(["tok-burst-1-xxxxxxxxxxxxxxxx", "tok-burst-2-xxxxxxxxxxxxxxxx"], "basic")
+    lc = client_for(core)
+    tickets = await asyncio.gather(*(lc.acquire(("basic",), cost=1) for _ in range(150)))
+    assert len(tickets) == 150
+    for t in tickets:
+        lc.finish(t, OutcomeKind.SUCCESS)
+    await lc.flush()
+    assert sum(r.use_count for r in await core.storage.load_tokens()) == 150  # type: ignore[union-attr]
+    await lc.close()
+
+
+async def test_high_effort_requests_are_charged_in_full_on_a_nearly_spent_lease(core: TokenPoolCore) -> None:
+    await core.add_tokens(["tok-cost-xxxxxxxxxxxxxxxx"], "basic")
+    lc = client_for(core)
+    tickets = [await lc.acquire(("basic",), cost=4) for _ in range(3)]  # 12 units on an 8-credit lease
+    assert [t.cost for t in tickets] == [4, 4, 4]
+    for t in tickets:
+        lc.finish(t, OutcomeKind.SUCCESS)
+    await lc.flush()
+    assert core.ledger.records["tok-cost-xxxxxxxxxxxxxxxx"].quota == 80 - 12
+    await lc.close()

@@ -169,3 +169,10 @@ def test_merge_updates_keeps_set_then_incr_semantics() -> None:
     (merged,) = merge_updates(updates)
     assert merged.apply_to(base) == sequential
     assert sequential.quota == 46 and sequential.use_count == 2
+
+
+def test_a_burst_may_ask_for_bigger_leases_but_never_smaller() -> None:
+    lg = ledger(rec("t", quota=1000), lease_credits=16)
+    assert lg.grant("w", ("basic",), credits=100, now=NOW).leases[0].credits == 100
+    assert lg.grant("w2", ("basic",), credits=1, now=NOW).leases[0].credits == 16
+    assert lg.grant("w3", ("basic",), credits=5000, now=NOW).leases[0].credits == 1000 - 116
