@@ -205,11 +205,22 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         if args.slow:
             mem_samples: list[dict[str, float]] = []
 
+            pool_samples: list[dict[str, Any]] = []
+
             async def sample_memory() -> None:
                 while True:
                     mem_samples.append(rss_of_session(session_dir))
+                    pool_samples.append(await token_pool_handle().stats.remote())
                     await asyncio.sleep(1.0)
 
+            base = await run_load(direct_url, direct_body(50, 100), concurrency=args.slow,
+                                  duration=args.slow_window, max_requests=None if args.slow_ramp else args.slow,
+                                  timeout=120, ramp=args.slow_ramp, headers=cookie)
+            b = base.summary()
+            print(f"slow x{args.slow} direct: completed {b['completed']} errors {b['errors']} ttfb p50 "
+                  f"{b['ttfb_ms_p50']} ms p99 {b['ttfb_ms_p99']} ms  stream p50 {b['total_ms_p50']} ms "
+                  f"p99 {b['total_ms_p99']} ms", flush=True)
+            results["slow_direct"] = b
             sampler = asyncio.create_task(sample_memory())
             slow = await run_load(gw_url, gateway_body(50, 100), concurrency=args.slow, duration=args.slow_window,
                                   max_requests=None if args.slow_ramp else args.slow, timeout=120,
@@ -221,7 +232,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                   f"ttfb p50 {s['ttfb_ms_p50']} ms p99 {s['ttfb_ms_p99']} ms  stream p50 {s['total_ms_p50']} ms "
                   f"p99 {s['total_ms_p99']} ms; peak RSS {peak.get('TOTAL')} MiB\n  errors: {s['error_samples']}\n"
                   f"  peak RSS by process: {json.dumps(peak)}", flush=True)
-            results["slow"] = {**s, "peak_rss_mib": peak}
+            leases = [p["leases"] for p in pool_samples]
+            print(f"  token pool: outstanding leases max {max(leases, default=0)}, "
+                  f"last {leases[-1] if leases else 0}", flush=True)
+            results["slow"] = {**s, "peak_rss_mib": peak, "max_leases": max(leases, default=0)}
         results["idle_rss_mib"] = rss_of_session(session_dir)
         print("RSS after run (MiB):", json.dumps(results["idle_rss_mib"]), flush=True)
     finally:

@@ -91,12 +91,13 @@ def run(settings: ServerSettings, config: AppConfig, *, address: str | None = No
         log.info("received signal %d, shutting down", signum)
         stopping.set()
 
-    signal.signal(signal.SIGINT, _on_signal)
-    signal.signal(signal.SIGTERM, _on_signal)
     t0 = time.monotonic()
     url = start(settings, config, address=address, num_cpus=num_cpus, ingress=ingress, dashboard=dashboard)
+    # After ray.init, which installs its own (noisy) SIGTERM reporter: ours replaces it.
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
     print(f"grok2api is ready at {url} (started in {time.monotonic() - t0:.1f}s) — "
-          f"OpenAI base URL {url}/v1, admin panel {url}/admin", flush=True)
+          f"OpenAI base URL {url}/v1, admin API {url}/v1/admin", flush=True)
     try:
         while not stopping.wait(0.5):
             pass

@@ -84,7 +84,11 @@ class AppSection(Section):
     )
     temporary: bool = Field(True, description="Use temporary Grok conversations (not kept in the account's history).")
     disable_memory: bool = Field(True, description="Disable Grok's memory so earlier chats do not leak into answers.")
-    stream: bool = Field(True, description="Default for requests that do not say whether to stream.")
+    stream: bool = Field(
+        False,
+        description="Default for requests that do not say whether to stream. OpenAI clients omit 'stream' "
+        "when they want one JSON answer, so keep false unless every client sends it.",
+    )
     thinking: bool = Field(
         True, description="Show the model's thinking (as <think> blocks) unless the request sets reasoning_effort."
     )

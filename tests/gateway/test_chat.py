@@ -62,9 +62,10 @@ def test_models_lists_every_catalog_id(pool) -> None:
 
 
 def test_non_streaming_completion(pool) -> None:
+    """The official client omits ``stream`` for a plain call: the answer must be one JSON object."""
     pool.add_tokens([TOKEN_A])
     resp = pool.client().chat.completions.create(
-        model="grok-4", stream=False, messages=[{"role": "user", "content": "What is the capital of France?"}])
+        model="grok-4", messages=[{"role": "user", "content": "What is the capital of France?"}])
     assert resp.object == "chat.completion"
     assert resp.model == "grok-4"
     assert resp.choices[0].finish_reason == "stop"
@@ -356,3 +357,61 @@ def test_client_disconnect_cancels_upstream_and_finishes_the_ticket(pool) -> Non
     resp = pool.client().chat.completions.create(model="grok-4", stream=False,
                                                  messages=[{"role": "user", "content": "next"}])
     assert resp.choices[0].message.content.startswith("Echo: next")
+
+
+# -- generated media through the MediaCache --------------------------------------------------------
+
+
+def test_generated_images_are_cached_and_served_by_the_gateway(pool) -> None:
+    pool.add_tokens([TOKEN_A])
+    resp = pool.client().chat.completions.create(model="grok-4", stream=False,
+                                                 messages=[{"role": "user", "content": "draw a red fox"}])
+    content = resp.choices[0].message.content
+    import re
+
+    urls = re.findall(r"!\[[^\]]*\]\((http[^)]+)\)", content)
+    assert urls, content
+    assert all(u.startswith(pool.base_url + "/v1/files/image/") for u in urls)
+    img = httpx.get(urls[0], timeout=30)
+    assert img.status_code == 200
+    assert img.headers["content-type"].startswith("image/")
+    assert img.content[:3] == b"\xff\xd8\xff" or img.content[:8] == b"\x89PNG\r\n\x1a\n"
+    # Served from the cache: the asset host was asked once per image, however often it is read.
+    downloads = [r for r in pool.sim.requests() if "/generated/" in r["path"]]
+    httpx.get(urls[0], timeout=30)
+    assert len([r for r in pool.sim.requests() if "/generated/" in r["path"]]) == len(downloads)
+    assert TOKEN_A not in content
+
+
+def test_video_model_with_video_config_returns_a_playable_video(pool) -> None:
+    pool.add_tokens([TOKEN_A])
+    resp = httpx.post(pool.api_url + "/chat/completions", timeout=60,
+                      headers={"Authorization": f"Bearer {pool.api_key}"},
+                      json={"model": "grok-imagine-1.0-video", "stream": False,
+                            "messages": [{"role": "user", "content": "a cat surfing"}],
+                            "video_config": {"aspect_ratio": "16:9", "video_length": 6,
+                                             "resolution_name": "480p", "preset": "fun"}})
+    assert resp.status_code == 200, resp.text
+    content = resp.json()["choices"][0]["message"]["content"]
+    import re
+
+    src = re.search(r'<video[^>]*src="([^"]+)"', content) or re.search(r"(http\S+\.mp4)", content)
+    assert src, content
+    video = httpx.get(src.group(1), timeout=30)
+    assert video.status_code == 200 and video.headers["content-type"] == "video/mp4"
+    assert video.content[4:8] == b"ftyp"
+    (req,) = chat_requests(pool.sim)
+    body = req["json"]
+    assert body["toolOverrides"]["videoGen"] is True
+    assert body["message"].endswith("--mode=extremely-crazy")
+    cfg = body["responseMetadata"]["modelConfigOverride"]["modelMap"]["videoGenModelConfig"]
+    assert cfg == {"aspectRatio": "16:9", "videoLength": 6, "resolutionName": "480p"}
+
+
+def test_video_config_on_a_chat_model_is_rejected(pool) -> None:
+    pool.add_tokens([TOKEN_A])
+    r = httpx.post(pool.api_url + "/chat/completions", timeout=30,
+                   headers={"Authorization": f"Bearer {pool.api_key}"},
+                   json={"model": "grok-4", "messages": [{"role": "user", "content": "x"}],
+                         "video_config": {"aspect_ratio": "16:9"}})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "video_config"
