@@ -90,7 +90,12 @@ class AppSection(Section):
         "when they want one JSON answer, so keep false unless every client sends it.",
     )
     thinking: bool = Field(
-        True, description="Show the model's thinking (as <think> blocks) unless the request sets reasoning_effort."
+        True, description="Show the model's thinking unless the request says otherwise (reasoning_effort/thinking)."
+    )
+    think_style: Literal["reasoning_content", "think_tags"] = Field(
+        "reasoning_content",
+        description="How shown thinking is sent: 'reasoning_content' (a separate delta field, as OpenAI reasoning "
+        "models do) or 'think_tags' (inline <think>...</think> text, as the reference product did).",
     )
     dynamic_statsig: bool = Field(
         True,

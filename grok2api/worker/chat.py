@@ -86,7 +86,7 @@ class ChatService:
         options = RenderOptions(
             model=req.model,
             show_thinking=req.show_thinking(cfg.app.thinking),
-            think_style="think_tags" if getattr(cfg.app, "think_style", "") == "think_tags" else "reasoning_content",
+            think_style=cfg.app.think_style,
             filter_tags=tuple(cfg.app.filter_tags),
             include_usage=req.include_usage,
             created=int(time.time()),

@@ -415,3 +415,44 @@ def test_video_config_on_a_chat_model_is_rejected(pool) -> None:
                    json={"model": "grok-4", "messages": [{"role": "user", "content": "x"}],
                          "video_config": {"aspect_ratio": "16:9"}})
     assert r.status_code == 400 and r.json()["error"]["param"] == "video_config"
+
+
+# -- config hot reload through the real CLI ------------------------------------------------------------
+
+
+def _config_set(pool, key: str, value: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DATA_DIR": str(pool.settings.data_dir)}
+    done = subprocess.run([sys.executable, "-m", "grok2api", "config", "set", key, value], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+def _stream_text(pool, model: str, prompt: str) -> tuple[str, str]:
+    chunks = list(pool.client().chat.completions.create(model=model, stream=True,
+                                                        messages=[{"role": "user", "content": prompt}]))
+    content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    reasoning = "".join((c.choices[0].delta.model_extra or {}).get("reasoning_content") or ""
+                        for c in chunks if c.choices)
+    return content, reasoning
+
+
+def test_think_style_switches_by_hot_reload_without_restart(pool) -> None:
+    pool.add_tokens([TOKEN_A])
+    content, reasoning = _stream_text(pool, "grok-4.1-thinking", "before")
+    assert "<think>" not in content and "Thinking about your request" in reasoning
+    _config_set(pool, "app.think_style", "think_tags")
+    try:
+        switched = wait_for(lambda: "<think>" in _stream_text(pool, "grok-4.1-thinking", "after")[0],
+                            timeout=15, interval=0.5)
+        assert switched, "the replicas did not pick up the config change"
+        content, reasoning = _stream_text(pool, "grok-4.1-thinking", "after")
+        assert content.startswith("<think>\n") and "</think>" in content and not reasoning
+        assert content.split("</think>", 1)[1].strip().startswith("Echo: after")
+    finally:
+        _config_set(pool, "app.think_style", "reasoning_content")
+        wait_for(lambda: "<think>" not in _stream_text(pool, "grok-4.1-thinking", "reset")[0], timeout=15,
+                 interval=0.5)
