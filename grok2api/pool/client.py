@@ -81,7 +81,6 @@ class LeaseClient:
         spread: int = 4,
         max_leases_per_grant: int = 8,
         grant_timeout: float = 10.0,
-        max_grant_rounds: int = 32,
     ) -> None:
         self.holder = holder or f"worker-{uuid.uuid4().hex[:12]}"
         self._grant = grant
@@ -92,7 +91,6 @@ class LeaseClient:
         self._spread = spread
         self._max_want = max_leases_per_grant
         self._grant_timeout = grant_timeout
-        self._max_grant_rounds = max_grant_rounds
         self._held: dict[int, _Held] = {}  # lease id -> lease held (a token may have several)
         self._outcomes: list[Outcome] = []
         self._released: list[int] = []
@@ -134,6 +132,7 @@ class LeaseClient:
             # Load would pile on one token: widen the lease set in the background.
             await self._request_leases(pools, skip, wait=False)
         rounds = 0
+        deadline = time.monotonic() + self._grant_timeout
         if held is None:
             self._waiting[pools] = self._waiting.get(pools, 0) + 1
         try:
@@ -143,7 +142,7 @@ class LeaseClient:
                 fresh = await self._request_leases(pools, skip, wait=True)
                 held = self._pick(pools, skip)
                 rounds += 1
-                if held is None and (fresh is None or not fresh.leases or rounds >= self._max_grant_rounds):
+                if held is None and (fresh is None or not fresh.leases or time.monotonic() > deadline):
                     raise NoTokenAvailable(fresh.retry_after_s if fresh else None)
         finally:
             if rounds or held is None:
