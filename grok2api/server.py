@@ -69,7 +69,14 @@ def stop() -> None:
     from ray import serve
 
     from grok2api.actors.token_pool import token_pool_handle
+    from grok2api.deployments.application import APP_NAME
 
+    try:
+        # Drain first: deleting the application lets replicas finish the streams in flight (up to
+        # graceful_shutdown_timeout_s) while the ingress still carries their connections.
+        serve.delete(APP_NAME, _blocking=True)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("draining the application: %s", exc)
     try:
         serve.shutdown()
     except Exception as exc:  # noqa: BLE001
