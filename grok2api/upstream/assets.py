@@ -11,6 +11,7 @@ from urllib.parse import quote
 
 from grok2api.upstream.context import UpstreamContext
 from grok2api.upstream.errors import ErrorKind, UpstreamError, classify_http
+from grok2api.upstream.transport import raise_for_status
 
 ASSETS_PATH = "/rest/assets"
 DELETE_PATH = "/rest/assets-metadata/{asset_id}"
@@ -84,12 +85,7 @@ async def download_asset(ctx: UpstreamContext, token: str, path: str, dest: str 
                                       idle_timeout=ctx.settings.download_timeout,
                                       first_byte_timeout=ctx.settings.download_timeout, secrets=secrets)
     dest = Path(dest)
-    if resp.status != 200:
-        try:
-            body = await resp.read(16 * 1024)
-        except UpstreamError:
-            body = b""
-        raise classify_http(resp.status, body, resp.headers, *secrets)
+    await raise_for_status(resp, *secrets)
     ctype = resp.headers.get("content-type", "application/octet-stream").split(";", 1)[0].strip()
     declared = resp.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes:

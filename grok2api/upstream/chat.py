@@ -15,9 +15,10 @@ import orjson
 
 from grok2api.catalog import ModelSpec
 from grok2api.upstream.context import UpstreamContext
-from grok2api.upstream.errors import ErrorKind, UpstreamError, classify_http
+from grok2api.upstream.errors import ErrorKind, UpstreamError
 from grok2api.upstream.stream import Conversation, Event, FrameParser, SoftStop, UserTurn
 from grok2api.upstream.curl_stream import CurlStream
+from grok2api.upstream.transport import raise_for_status
 
 CHAT_PATH = "/rest/app-chat/conversations/new"
 
@@ -262,12 +263,7 @@ async def open_chat(ctx: UpstreamContext, token: str, payload: Mapping[str, Any]
         resp = await ctx.transport.stream("POST", ctx.url(CHAT_PATH), headers=headers, data=orjson.dumps(payload),
                                           idle_timeout=idle_timeout, first_byte_timeout=first_byte_timeout,
                                           secrets=secrets)
-        if resp.status != 200:
-            try:
-                body = await resp.read(64 * 1024)
-            except UpstreamError:
-                body = b""
-            raise classify_http(resp.status, body, resp.headers, *secrets)
+        await raise_for_status(resp, *secrets)
         stream = ChatStream(resp, FrameParser(ctx.settings.max_line_bytes), ctx.settings.soft_stop_grace)
         if preflight:
             await stream._preflight()
