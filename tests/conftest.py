@@ -3,5 +3,6 @@
 pytest_plugins = [
     "fixtures.services",
     "fixtures.simulator",
+    "fixtures.secrets_scan",
     "fixtures.ray_serve",
 ]

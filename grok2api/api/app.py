@@ -8,7 +8,9 @@ OpenAI error shape ``{"error": {"message", "type", "param", "code"}}``.
 
 from __future__ import annotations
 
+import inspect
 import logging
+from typing import Awaitable, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -17,31 +19,49 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from grok2api import __version__
+from grok2api.api.security import body_limit_bytes
 from grok2api.openai.schemas import APIError, error_body
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+# Until a replica's runtime has loaded the config: the limit for the default asset.max_upload_mb (50).
+DEFAULT_MAX_BODY_BYTES = body_limit_bytes(50)
+
+Limit = int | Callable[[], int] | Callable[[], Awaitable[int]]
 
 
 class BodySizeLimit:
-    """Reject bodies over ``limit`` bytes with 413 before reading them whole.
+    """Reject bodies over the limit with 413 before reading them whole.
 
-    Checks ``Content-Length`` up front and counts streamed (chunked) bytes as they arrive.
+    Checks ``Content-Length`` up front and counts streamed (chunked) bytes as they arrive;
+    the route never sees more than the limit. ``limit`` is a number or a callable read once
+    per request (so it can follow the hot-reloaded config; it may be a coroutine function).
     """
 
-    def __init__(self, app: ASGIApp, limit: int = DEFAULT_MAX_BODY_BYTES) -> None:
+    def __init__(self, app: ASGIApp, limit: Limit = DEFAULT_MAX_BODY_BYTES) -> None:
         self.app = app
         self.limit = limit
+
+    async def _current_limit(self) -> int:
+        if callable(self.limit):
+            try:
+                value = self.limit()
+                if inspect.isawaitable(value):
+                    value = await value
+                return int(value)
+            except Exception:  # noqa: BLE001 - never fail a request over the limit lookup
+                return DEFAULT_MAX_BODY_BYTES
+        return int(self.limit)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = await self._current_limit()
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 try:
-                    too_big = int(value) > self.limit
+                    too_big = int(value) > limit
                 except ValueError:
                     too_big = False
                 if too_big:
@@ -56,8 +76,8 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _BodyTooLarge()
+                if seen > limit:
+                    raise BodyTooLarge()
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -68,13 +88,22 @@ class BodySizeLimit:
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLarge:
+        except BodyTooLarge:
             if not started:
                 await _send_error(send, 413, "Request body too large.", "invalid_request_error", "request_too_large")
 
 
-class _BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(StarletteHTTPException):
+    """Raised from ``receive`` once a streamed body passes the limit.
+
+    An ``HTTPException`` so that FastAPI's body parsing re-raises it as it is (any other
+    exception there becomes a 400 "error parsing the body") and the app answers 413.
+    """
+
+    code = "request_too_large"
+
+    def __init__(self) -> None:
+        super().__init__(413, "Request body too large.")
 
 
 async def _send_error(send: Send, status: int, message: str, type_: str, code: str) -> None:
@@ -97,8 +126,45 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     return (f"Invalid value for '{param}': {msg}" if param else f"Invalid request: {msg}"), param
 
 
-def build_app(max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
-    """A fresh application with every route of the gateway."""
+def _config_body_limit(app: FastAPI) -> Callable[[], Awaitable[int]]:
+    """The body limit from the replica's fresh config (``asset.max_upload_mb``).
+
+    Refreshes the runtime itself (an O(1) check between config polls): a request whose body is
+    refused or fails to parse never reaches the route dependencies that would otherwise do it.
+    """
+
+    async def limit() -> int:
+        rt = getattr(app.state, "runtime", None)
+        if rt is None:
+            from ray import serve
+
+            rt = app.state.runtime = serve.get_replica_context().servable_object.runtime
+        await rt.ensure_started()
+        return body_limit_bytes(rt.config.asset.max_upload_mb)
+
+    return limit
+
+
+def _install_log_masking() -> None:
+    """Mask secrets in every record the replica's log handlers write (Ray sets those handlers up).
+
+    ``grok2api.logging_setup`` masks when the CLI configures logging; inside a Ray replica the
+    handlers are Ray's, so the masking filter is attached to them here (idempotent).
+    """
+    from grok2api.logging_setup import SecretMaskingFilter
+
+    for name in ("", "ray", "ray.serve"):
+        for handler in logging.getLogger(name).handlers:
+            if not any(isinstance(f, SecretMaskingFilter) for f in handler.filters):
+                handler.addFilter(SecretMaskingFilter())
+
+
+def build_app(max_body_bytes: int | None = None) -> FastAPI:
+    """A fresh application with every route of the gateway.
+
+    ``max_body_bytes`` fixes the request body limit; by default it follows ``asset.max_upload_mb``
+    (:func:`grok2api.api.security.body_limit_bytes`) of the replica's hot-reloaded config.
+    """
     from grok2api.api.routes import admin, files, health, openai_routes
 
     app = FastAPI(
@@ -121,7 +187,8 @@ def build_app(max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> ORJSONResponse:
         kind = "not_found" if exc.status_code == 404 else "invalid_request_error"
-        return ORJSONResponse(error_body(str(exc.detail), kind, None, str(exc.status_code)),
+        code = getattr(exc, "code", None) or str(exc.status_code)
+        return ORJSONResponse(error_body(str(exc.detail), kind, None, code),
                               status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
@@ -133,6 +200,8 @@ def build_app(max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
     app.include_router(health.router)
     app.include_router(openai_routes.router)
     app.include_router(files.router)
+    app.include_router(admin.login_router)
     app.include_router(admin.router)
-    app.add_middleware(BodySizeLimit, limit=max_body_bytes)
+    app.add_middleware(BodySizeLimit, limit=max_body_bytes if max_body_bytes is not None else _config_body_limit(app))
+    _install_log_masking()
     return app

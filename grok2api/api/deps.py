@@ -1,13 +1,19 @@
-"""Request dependencies: the replica's runtime and API-key checks."""
+"""Request dependencies: the replica's runtime and the key checks of ``/v1`` and ``/v1/admin``."""
 
 from __future__ import annotations
 
-import hmac
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from fastapi import Request
-
+from grok2api.api.security import LoginLimiter, bearer_credential, client_address, keys_match
 from grok2api.openai.schemas import APIError
 from grok2api.worker.runtime import WorkerRuntime
+
+# Declared for the OpenAPI document only (``auto_error=False``): the checks below do the work.
+api_key_scheme = HTTPBearer(scheme_name="ApiKey", auto_error=False,
+                            description="`app.api_key` (when set) as a Bearer token.")
+admin_key_scheme = HTTPBearer(scheme_name="AdminKey", auto_error=False,
+                              description="The admin password `app.app_key` as a Bearer token.")
 
 
 def runtime(request: Request) -> WorkerRuntime:
@@ -22,19 +28,11 @@ def runtime(request: Request) -> WorkerRuntime:
 
 
 def _bearer(request: Request) -> str:
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() == "bearer":
-        return value.strip()
-    return ""
+    return bearer_credential(request)
 
 
-def keys_match(given: str, expected: str) -> bool:
-    """Constant-time comparison of a presented key with the configured one."""
-    return hmac.compare_digest(given.encode(), expected.encode())
-
-
-async def api_key_auth(request: Request) -> WorkerRuntime:
+async def api_key_auth(request: Request,
+                       _declared: HTTPAuthorizationCredentials | None = Depends(api_key_scheme)) -> WorkerRuntime:
     """Router dependency: start the runtime and enforce ``app.api_key`` (Bearer) before the body is read."""
     rt = runtime(request)
     await rt.ensure_started()
@@ -43,3 +41,41 @@ async def api_key_auth(request: Request) -> WorkerRuntime:
         raise APIError(401, "Invalid or missing API key.", "authentication_error", None, "invalid_api_key",
                        headers={"WWW-Authenticate": "Bearer"})
     return rt
+
+
+def login_limiter(request: Request) -> LoginLimiter:
+    """The app's failed-login limiter (one per app instance, i.e. per replica)."""
+    limiter = getattr(request.app.state, "login_limiter", None)
+    if limiter is None:
+        limiter = request.app.state.login_limiter = LoginLimiter()
+    return limiter
+
+
+def check_admin_password(request: Request, presented: str, expected: str) -> None:
+    """Raise 429 (locked out), 401 (missing or wrong) or return (right) — counting wrong guesses."""
+    limiter = login_limiter(request)
+    address = client_address(request)
+    wait = limiter.retry_after(address)
+    if wait is not None:
+        raise APIError(429, "Too many failed admin logins; try again later.", "rate_limit_error", None,
+                       "too_many_login_attempts", headers={"Retry-After": str(wait)})
+    if not presented:
+        raise APIError(401, "Missing admin key.", "authentication_error", None, "invalid_app_key",
+                       headers={"WWW-Authenticate": "Bearer"})
+    if not keys_match(presented, expected):
+        limiter.failure(address)
+        raise APIError(401, "Invalid admin key.", "authentication_error", None, "invalid_app_key",
+                       headers={"WWW-Authenticate": "Bearer"})
+    limiter.success(address)
+
+
+async def admin_auth(request: Request,
+                     _declared: HTTPAuthorizationCredentials | None = Depends(admin_key_scheme)) -> WorkerRuntime:
+    """Router dependency of every ``/v1/admin`` route (except login): ``app.app_key`` as Bearer."""
+    rt = runtime(request)
+    await rt.ensure_started()
+    check_admin_password(request, _bearer(request), rt.config.app.app_key)
+    return rt
+
+
+__all__ = ["admin_auth", "api_key_auth", "check_admin_password", "keys_match", "login_limiter", "runtime"]
