@@ -172,7 +172,7 @@ class TokenPoolCore:
                 if update is not None:
                     self._dirty.append(update)
         await self.flush()
-        return SettleAck(batch.seq, self.ledger.take_revoked(batch.holder))
+        return SettleAck(batch.seq, self.ledger.take_revoked(batch.holder), self.ledger.epoch)
 
     async def release_holder(self, holder: str) -> int:
         await self.ready()

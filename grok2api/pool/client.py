@@ -264,7 +264,7 @@ class LeaseClient:
             self._last_settle = time.monotonic()
             revoked = set(ack.revoked)
             for lease_id, held in list(self._held.items()):
-                if held.lease.token in revoked:
+                if held.lease.token in revoked or lease_id < ack.epoch:
                     held.retired = True
                     # The pool already took the reservation back: forget the lease without releasing it.
                     if held.inflight <= 0:

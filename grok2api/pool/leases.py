@@ -66,3 +66,6 @@ class SettleBatch:
 class SettleAck:
     seq: int
     revoked: list[str] = field(default_factory=list)  # tokens whose leases the holder must drop
+    # First lease id of the pool's current incarnation: leases with smaller ids were granted by an
+    # earlier one (before an actor restart), which the pool no longer knows and cannot revoke.
+    epoch: int = 0

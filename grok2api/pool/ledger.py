@@ -76,7 +76,10 @@ class PoolLedger:
         self._leases: dict[int, _LeaseState] = {}
         self._reserved: dict[str, int] = {}
         self._revoked: dict[str, set[str]] = {}  # holder -> tokens whose leases were taken back
-        self._ids = itertools.count(1)
+        # Lease ids must never repeat across actor restarts: workers still hold (and release)
+        # ids of the previous incarnation. Start from this incarnation's clock, 2**20 ids per ms.
+        self.epoch = (now_ms() << 20) + 1  # first lease id of this incarnation
+        self._ids = itertools.count(self.epoch)
         self._rng = random.Random()
 
     # -- queries ------------------------------------------------------------------------

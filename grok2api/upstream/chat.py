@@ -16,7 +16,15 @@ import orjson
 from grok2api.catalog import ModelSpec
 from grok2api.upstream.context import UpstreamContext
 from grok2api.upstream.errors import ErrorKind, UpstreamError
-from grok2api.upstream.stream import Conversation, Event, FrameParser, SoftStop, UserTurn
+from grok2api.upstream.stream import (
+    Conversation,
+    Event,
+    FinalMetadata,
+    FrameParser,
+    ModelResponse,
+    SoftStop,
+    UserTurn,
+)
 from grok2api.upstream.curl_stream import CurlStream
 from grok2api.upstream.transport import raise_for_status
 
@@ -148,6 +156,7 @@ class ChatStream:
         self._resp = resp
         self._grace = soft_stop_grace
         self.soft_stopped = False
+        self.complete = False  # the answer's end (soft stop / final metadata / modelResponse) was seen
         self._parser = parser
         self._chunks = resp.chunks()
         self._buffer: list[Event] = []
@@ -191,10 +200,14 @@ class ChatStream:
             raise
 
     def _note(self, batch: list[Event]) -> None:
-        """After the answer's soft stop only the tail follows: shorten the idle timeout to the grace period."""
-        if not self.soft_stopped:
+        """Watch for the end of the answer: after the soft stop only the tail follows (shorter idle
+        timeout), and a stream that never reaches it was cut off."""
+        if not self.complete:
             for e in batch:
-                if type(e) is SoftStop:
+                kind = type(e)
+                if kind is SoftStop or kind is ModelResponse or kind is FinalMetadata:
+                    self.complete = True
+                if kind is SoftStop:
                     self.soft_stopped = True
                     self._resp.idle_timeout = min(self._resp.idle_timeout, self._grace)
                     break
@@ -226,9 +239,14 @@ class ChatStream:
                 raise
             batch = p.finish()
             if batch:
+                self._note(batch)
                 yield batch
             if p.error is not None:
                 raise p.error
+            if not self.complete:
+                # The body ended before the answer did (no soft stop, final metadata or modelResponse):
+                # a truncated answer must not pass for a complete one.
+                raise UpstreamError(ErrorKind.SERVER, 200, "upstream stream ended before the answer was complete")
         finally:
             await self.aclose()
 

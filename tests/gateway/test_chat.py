@@ -352,7 +352,8 @@ def test_client_disconnect_cancels_upstream_and_finishes_the_ticket(pool) -> Non
     assert gone, f"the upstream stream was not cancelled: {pool.sim.stats()['stats']}"
     assert pool.sim.stats()["stats"].get("streams.completed", 0) == 0
     # The ticket was finished (Grok counted the query, so it is charged) and the lease is usable again.
-    assert wait_for(lambda: pool.tokens()[TOKEN_A]["use_count"] == 1, timeout=4)
+    charged = wait_for(lambda: pool.tokens()[TOKEN_A]["use_count"] == 1, timeout=4)
+    assert charged, f"the ticket's outcome never reached the pool: {pool.tokens()[TOKEN_A]}"
     assert time.monotonic() - t0 < 5, "finished only when the upstream stream would have ended anyway"
     resp = pool.client().chat.completions.create(model="grok-4", stream=False,
                                                  messages=[{"role": "user", "content": "next"}])

@@ -67,9 +67,9 @@ CASES = [
     Case("malformed:3:nonobject", False, 200, charged=True, answer=True),
     Case("malformed:3:unknown_key", False, 200, charged=True, answer=True),
     Case("malformed:3:two_per_line", True, 200, charged=True, answer=True),
-    # -- truncated streams end cleanly (see docs/reliability.md: reported as silent truncation) -------
-    Case("close_after:3", True, 200, charged=True),
-    Case("malformed:3:truncated", False, 200, charged=True),
+    # -- truncated streams (the body ends before the answer's soft stop / modelResponse) are errors ------
+    Case("close_after:6", True, 200, "upstream_error"),
+    Case("malformed:3:truncated", False, 502, "upstream_error"),
 ]
 
 

@@ -191,3 +191,34 @@ async def test_high_effort_requests_are_charged_in_full_on_a_nearly_spent_lease(
     await lc.flush()
     assert core.ledger.records["tok-cost-xxxxxxxxxxxxxxxx"].quota == 80 - 12
     await lc.close()
+
+
+async def test_leases_of_a_previous_pool_incarnation_are_dropped(core: TokenPoolCore, tmp_path: Path) -> None:
+    """After an actor restart the new pool cannot revoke leases it never granted: the settle
+    acknowledgement's epoch tells the worker to stop using them."""
+    await core.add_tokens(["tok-epoch-xxxxxxxxxxxxxxxx"], "basic")
+    current = {"core": core}
+
+    async def grant(*a):  # type: ignore[no-untyped-def]
+        return await current["core"].grant(*a)
+
+    async def settle(batch):  # type: ignore[no-untyped-def]
+        return await current["core"].settle(batch)
+
+    lc = LeaseClient(grant, settle, settle_interval=0.05, heartbeat_interval=0.05)
+    lc.start()
+    t = await lc.acquire(("basic",), cost=1)
+    lc.finish(t, OutcomeKind.SUCCESS)
+    await lc.flush()
+    old_ids = set(lc._held)
+    assert old_ids
+    await asyncio.sleep(0.002)
+    current["core"] = await reopen(core, tmp_path)  # the restarted actor
+    await asyncio.sleep(0.3)  # a heartbeat settle brings the new epoch
+    assert not (set(lc._held) & old_ids)
+    t2 = await lc.acquire(("basic",), cost=1)
+    assert t2.lease_id >= current["core"].ledger.epoch
+    assert current["core"].ledger.reserved("tok-epoch-xxxxxxxxxxxxxxxx") > 0  # a lease the new pool knows
+    lc.finish(t2, OutcomeKind.SUCCESS)
+    await lc.close()
+    await current["core"].shutdown()

@@ -176,3 +176,18 @@ def test_a_burst_may_ask_for_bigger_leases_but_never_smaller() -> None:
     assert lg.grant("w", ("basic",), credits=100, now=NOW).leases[0].credits == 100
     assert lg.grant("w2", ("basic",), credits=1, now=NOW).leases[0].credits == 16
     assert lg.grant("w3", ("basic",), credits=5000, now=NOW).leases[0].credits == 1000 - 116
+
+
+def test_lease_ids_never_repeat_across_pool_incarnations() -> None:
+    import time
+
+    first = ledger(rec("t", quota=1000))
+    ids_before = {lease.lease_id for _ in range(50) for lease in first.grant("w", ("basic",), now=NOW).leases}
+    time.sleep(0.002)
+    restarted = ledger(rec("t", quota=1000))  # what a restarted actor builds from storage
+    ids_after = {lease.lease_id for _ in range(50) for lease in restarted.grant("w", ("basic",), now=NOW).leases}
+    assert ids_before.isdisjoint(ids_after)
+    # A release of an old incarnation's id must not touch the new incarnation's leases.
+    for old_id in ids_before:
+        restarted.release(old_id)
+    assert restarted.lease_count() == len(ids_after)

@@ -322,10 +322,13 @@ async def test_malformed_lines_are_counted_and_skipped(sim, client: GrokClient) 
             assert stream.malformed_lines == 1, kind
 
 
-async def test_close_after_ends_without_model_response(sim, client: GrokClient) -> None:
+async def test_a_stream_cut_before_the_answer_ended_is_an_error(sim, client: GrokClient) -> None:
+    """``close_after``: the body ends cleanly but without soft stop / modelResponse: truncated, not done."""
     sim.add_token("tok-close")
     out, r = await stream_sse(client, "tok-close", payload("grok-4.1-fast", "hi [[sim:fault=close_after:6]]"))
-    assert out.endswith(b"data: [DONE]\n\n") and b'"finish_reason":"stop"' in out
+    assert out.endswith(b"data: [DONE]\n\n")
+    assert b'"finish_reason":"stop"' not in out
+    assert b"ended before the answer was complete" in out and b'"code":"upstream_error"' in out
 
 
 async def test_statsig_policy(sim, client: GrokClient) -> None:
