@@ -225,15 +225,24 @@ class TokenPoolCore:
                 log.warning("token reload check failed: %s", exc)
 
     async def reload_if_changed(self) -> bool:
+        """Adopt changes other processes made to storage (tokens added or removed by the CLI ...).
+
+        Runs under the flush lock, so no write is in flight: storage holds everything persisted,
+        and ``_dirty`` everything applied in memory but not yet written, which is re-applied on top.
+        """
         assert self.storage is not None
         self._last_reload = time.monotonic()
-        await self.flush()
         version = await self.storage.tokens_version()
         if version == self._tokens_version:
             return False
-        records = await self.storage.load_tokens()
-        self._tokens_version = version
-        self.ledger.replace_all(records)
+        async with self._flush_lock:
+            records = {r.token: r for r in await self.storage.load_tokens()}
+            for update in self._dirty:
+                rec = records.get(update.token)
+                if rec is not None:
+                    records[update.token] = update.apply_to(rec)
+            self._tokens_version = version
+            self.ledger.replace_all(records.values())
         return True
 
     async def _note_own_write(self) -> None:

@@ -222,3 +222,24 @@ async def test_leases_of_a_previous_pool_incarnation_are_dropped(core: TokenPool
     lc.finish(t2, OutcomeKind.SUCCESS)
     await lc.close()
     await current["core"].shutdown()
+
+
+async def test_reload_keeps_outcomes_that_arrive_while_it_loads(core: TokenPoolCore, tmp_path: Path) -> None:
+    """Another process adds a token; a worker's settle lands while the pool is reloading."""
+    from grok2api.pool.leases import Outcome, SettleBatch
+    from grok2api.storage.base import TokenRecord
+
+    await core.add_tokens(["tok-reload-a-xxxxxxxxxxxxxxxx"], "basic")
+    other = create_storage("local", "", tmp_path)  # e.g. `grok2api tokens import` in another process
+    await other.open()
+    await other.add_tokens([TokenRecord(token="tok-reload-b-xxxxxxxxxxxxxxxx")])
+    await other.close()
+    reload = asyncio.create_task(core.reload_if_changed())
+    for _ in range(3):
+        await asyncio.sleep(0)  # let the reload reach its storage read
+    batch = SettleBatch("w-reload", 1, [Outcome("tok-reload-a-xxxxxxxxxxxxxxxx", OutcomeKind.SUCCESS, cost=4, at_ms=1)])
+    await asyncio.gather(reload, core.settle(batch))
+    assert "tok-reload-b-xxxxxxxxxxxxxxxx" in core.ledger.records  # the external change adopted
+    assert core.ledger.records["tok-reload-a-xxxxxxxxxxxxxxxx"].quota == 76  # the outcome not lost in memory
+    stored = {r.token: r for r in await core.storage.load_tokens()}  # type: ignore[union-attr]
+    assert stored["tok-reload-a-xxxxxxxxxxxxxxxx"].quota == 76
