@@ -16,6 +16,8 @@ import openai
 import pytest
 import ray
 
+from support import chat_requests, safe_tokens, wait_for
+
 TOKEN_A = "tok-alpha-aaaaaaaaaaaaaaaaaaaa"
 TOKEN_B = "tok-bravo-bbbbbbbbbbbbbbbbbbbb"
 
@@ -31,19 +33,6 @@ def png_bytes(width: int = 64, height: int = 64) -> bytes:
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
-
-
-def chat_requests(sim) -> list[dict]:
-    return [r for r in sim.requests() if r["path"].endswith("/conversations/new")]
-
-
-def wait_for(predicate, timeout: float = 5.0, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
 
 
 # -- happy paths -----------------------------------------------------------------------------
@@ -323,19 +312,13 @@ def test_token_pool_actor_restart_loses_nothing(pool) -> None:
     assert wait_for(lambda: sum(t["use_count"] for t in pool.tokens().values()) == 6)
     before = {t: (r["quota"], r["use_count"]) for t, r in pool.tokens().items()}
     ray.kill(pool.pool_actor(), no_restart=False)
-    after = wait_for(lambda: _safe_tokens(pool), timeout=30)
+    after = wait_for(lambda: safe_tokens(pool), timeout=30)
     assert {t: (r["quota"], r["use_count"]) for t, r in after.items()} == before
     resp = client.chat.completions.create(model="grok-4", stream=False,
                                           messages=[{"role": "user", "content": "after restart"}])
     assert resp.choices[0].message.content.startswith("Echo: after restart")
-    assert wait_for(lambda: sum(t["use_count"] for t in (_safe_tokens(pool) or {}).values()) == 7, timeout=10)
+    assert wait_for(lambda: sum(t["use_count"] for t in (safe_tokens(pool) or {}).values()) == 7, timeout=10)
 
-
-def _safe_tokens(pool) -> dict | None:
-    try:
-        return pool.tokens()
-    except Exception:  # noqa: BLE001 - the actor is still restarting
-        return None
 
 
 def test_client_disconnect_cancels_upstream_and_finishes_the_ticket(pool) -> None:

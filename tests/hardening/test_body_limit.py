@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from grok2api.api.security import body_limit_bytes
-from hardening.util import update_gateway_config, wait_for
+from support import update_gateway_config, wait_for
 
 MIB = 1024 * 1024
 

@@ -9,7 +9,7 @@ import pytest
 
 from grok2api.actors.media_cache import MediaCacheCore, safe_name
 from grok2api.upstream.settings import UpstreamSettings
-from hardening.util import raw_get
+from support import raw_get
 
 SECRET_TEXT = b"TOP-SECRET-CONTENT-outside-the-cache"
 JPEG = b"\xff\xd8\xff\xe0" + b"hardening-jpeg" * 50 + b"\xff\xd9"

@@ -25,7 +25,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
 from grok2api.catalog import CATALOG, ModelKind
-from hardening.util import chat_requests
+from support import chat_requests
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "30"))
 CALL_TIMEOUT = 45  # seconds: a request still running by then counts as a hang (and fails the test)

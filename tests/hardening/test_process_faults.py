@@ -21,7 +21,7 @@ import pytest
 import ray
 
 from fixtures.services import IN_CI, free_port
-from hardening.util import chat_requests, safe_tokens, wait_for
+from support import chat_requests, safe_tokens, wait_for
 
 CLEAN_ERRORS = {429, 502, 503, 504}
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from hardening.util import chat_requests, wait_for
+from support import chat_requests, wait_for
 
 
 @dataclass(frozen=True)

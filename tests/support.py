@@ -1,4 +1,4 @@
-"""Small helpers shared by the hardening tests (no fixtures here: those live in ``tests/fixtures``)."""
+"""Small helpers shared by the tests (no fixtures here: those live in ``tests/fixtures``)."""
 
 from __future__ import annotations
 
