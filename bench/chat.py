@@ -266,7 +266,7 @@ def main() -> None:
     args = parser.parse_args()
     results = asyncio.run(main_async(args))
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        args.json.write_text(json.dumps(results, indent=2, default=str))
 
 
 if __name__ == "__main__":
