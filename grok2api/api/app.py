@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -203,5 +203,22 @@ def build_app(max_body_bytes: int | None = None) -> FastAPI:
     app.include_router(admin.login_router)
     app.include_router(admin.router)
     app.add_middleware(BodySizeLimit, limit=max_body_bytes if max_body_bytes is not None else _config_body_limit(app))
+    _add_handler_validated_schemas(app, openai_routes.request_body_schemas())
     _install_log_masking()
     return app
+
+
+def _add_handler_validated_schemas(app: FastAPI, schemas: dict[str, Any]) -> None:
+    """Publish the schemas of request bodies that handlers validate themselves (after auth)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        document = generate()
+        components = document.setdefault("components", {}).setdefault("schemas", {})
+        for name, schema in schemas.items():
+            components.setdefault(name, schema)
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]

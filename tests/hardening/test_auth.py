@@ -231,3 +231,18 @@ def test_loopback_bind_with_default_password_is_allowed(host: str, tmp_path: Pat
 
     settings = ServerSettings(host=host, port=8000, data_dir=tmp_path, log_file_enabled=False)
     assert check_exposure(settings, AppConfig()) == []
+
+
+def test_unauthenticated_requests_are_refused_before_their_body_is_read(pool) -> None:
+    """A caller without the key declares a 10 MB body and sends one byte: the 401 must not wait for the rest."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(pool.base_url)
+    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: gateway\r\n"
+                     b"Authorization: Bearer not-the-key\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 10000000\r\n\r\n{")
+        sock.settimeout(10)
+        head = sock.recv(4096)
+    assert head.startswith(b"HTTP/1.1 401"), head[:200]
