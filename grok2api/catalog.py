@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Iterable
 
 import tomlkit
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 LOW_COST = 1
 HIGH_COST = 4

@@ -18,7 +18,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Iterable
+from typing import Awaitable, Callable, Iterable
 
 from grok2api.pool.leases import GrantResult, Lease, Outcome, OutcomeKind, SettleAck, SettleBatch
 from grok2api.storage.base import mask_token, now_ms

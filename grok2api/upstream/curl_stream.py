@@ -18,7 +18,7 @@ import asyncio
 from collections import deque
 from typing import AsyncIterator
 
-from curl_cffi import Curl, CurlError, CurlInfo, CurlOpt
+from curl_cffi import Curl, CurlError, CurlOpt
 from curl_cffi.aio import AsyncCurl
 
 from grok2api.upstream.errors import ErrorKind, UpstreamError, classify_exception

@@ -16,13 +16,13 @@ from __future__ import annotations
 import asyncio
 import re
 from contextlib import suppress
-from typing import Any, AsyncIterator, Mapping
+from typing import Any, Mapping
 
 from curl_cffi import CurlOpt
 from curl_cffi.requests import AsyncSession, BrowserType
 
 from grok2api.upstream.curl_stream import CurlStream, CurlStreamPool
-from grok2api.upstream.errors import ErrorKind, UpstreamError, classify_exception, classify_http
+from grok2api.upstream.errors import UpstreamError, classify_exception, classify_http
 from grok2api.upstream.settings import UpstreamSettings
 
 _SUPPORTED = {b.value for b in BrowserType}

@@ -27,7 +27,7 @@ from grok2api.pool.leases import GrantResult, SettleAck, SettleBatch
 from grok2api.storage import create_storage
 from grok2api.upstream.context import UpstreamContext
 from grok2api.worker.chat import ChatService
-from grok2api.worker.settings import pool_settings, upstream_settings
+from grok2api.worker.settings import upstream_settings
 
 log = logging.getLogger(__name__)
 
@@ -156,4 +156,4 @@ async def _close_later(ctx: UpstreamContext, delay: float = 60.0) -> None:
     await ctx.aclose()
 
 
-__all__ = ["WorkerRuntime", "RayPoolPort", "pool_settings"]
+__all__ = ["WorkerRuntime", "RayPoolPort"]
