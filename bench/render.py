@@ -74,16 +74,8 @@ def bench_parse_lines(chunks: list[bytes]) -> int:
 
 
 def bench_parse_minimal(chunks: list[bytes]) -> int:
-    def lines():
-        pending = None
-        for chunk in chunks:
-            if pending is not None:
-                chunk = pending + chunk
-            ls = chunk.splitlines()
-            pending = ls.pop() if ls and ls[-1] and chunk[-1:] == ls[-1][-1:] else None
-            yield from ls
     n = 0
-    for line in lines():
+    for line in _aiter_lines_like(chunks):
         line = line.strip()
         if not line:
             continue

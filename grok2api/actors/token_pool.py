@@ -120,7 +120,6 @@ class TokenPoolCore:
         self._last_reload = 0.0
         self._background: list[asyncio.Task[None]] = []
         self._refreshing: set[str] = set()
-        self.started_at = time.time()
 
     # -- lifecycle ------------------------------------------------------------------------
     async def ready(self) -> None:

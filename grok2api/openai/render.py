@@ -90,7 +90,8 @@ def new_completion_id() -> str:
     return "chatcmpl-" + secrets.token_hex(12)
 
 
-def _image_alt(path: str) -> str:
+def image_alt(path: str) -> str:
+    """Alt text for a generated image: its id, the second-to-last segment of the asset path."""
     parts = [p for p in path.split("?", 1)[0].split("/") if p]
     return parts[-2] if len(parts) >= 2 else (parts[-1] if parts else "image")
 
@@ -382,7 +383,7 @@ class ChatRenderer:
         return f"{self.options.assets_url.rstrip('/')}/{path.lstrip('/')}"
 
     def _default_image(self, path: str) -> str:
-        return f"![{_image_alt(path)}]({self._asset_abs(path)})"
+        return f"![{image_alt(path)}]({self._asset_abs(path)})"
 
     async def _url(self, path: str) -> str:
         if self._asset_url is not None:

@@ -17,7 +17,7 @@ import asyncio
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Awaitable, Callable, Iterable
 
 from grok2api.pool.leases import GrantResult, Lease, Outcome, OutcomeKind, SettleAck, SettleBatch
@@ -26,6 +26,8 @@ from grok2api.storage.base import mask_token, now_ms
 log = logging.getLogger(__name__)
 
 # Outcomes that change a token's state: settle them at once so no other request picks the token.
+# A lease this close to its expiry takes no new requests (the pool reclaims it at expiry).
+_EXPIRY_MARGIN_MS = 2_000
 _URGENT = frozenset({OutcomeKind.RATE_LIMITED, OutcomeKind.AUTH_FAILED, OutcomeKind.BLOCKED})
 
 
@@ -57,7 +59,6 @@ class Ticket:
     pool: str
     cost: int
     lease_id: int
-    started_at: float = field(default_factory=time.monotonic)
 
     @property
     def masked(self) -> str:
@@ -166,9 +167,7 @@ class LeaseClient:
         if kind in _URGENT:  # stop using every lease on this token at once
             for lease_id, other in list(self._held.items()):
                 if other.lease.token == ticket.token:
-                    other.retired = True
-                    if other.inflight <= 0:
-                        self._retire(lease_id)
+                    self._stop_using(lease_id, other)
         if kind is OutcomeKind.CANCELLED and not reason:
             return
         self._outcomes.append(
@@ -187,15 +186,19 @@ class LeaseClient:
             lease = held.lease
             if held.retired or lease.token in skip or held.credits <= 0 or lease.pool not in pools:
                 continue
-            if lease.expires_at_ms - now < 2_000:
-                held.retired = True
-                if held.inflight <= 0:
-                    self._retire(lease_id)
+            if lease.expires_at_ms - now < _EXPIRY_MARGIN_MS:
+                self._stop_using(lease_id, held)
                 continue
             key = (pools.index(lease.pool), held.inflight, -held.credits)
             if best_key is None or key < best_key:
                 best, best_key = held, key
         return best
+
+    def _stop_using(self, lease_id: int, held: _Held) -> None:
+        """No new requests on this lease; it is given back once its requests in flight are done."""
+        held.retired = True
+        if held.inflight <= 0:
+            self._retire(lease_id)
 
     def _retire(self, lease_id: int) -> None:
         if self._held.pop(lease_id, None) is not None:
@@ -279,10 +282,8 @@ class LeaseClient:
             self._wake.clear()
             now = now_ms()
             for lease_id, held in list(self._held.items()):
-                if held.lease.expires_at_ms - now < 2_000:
-                    held.retired = True
-                    if held.inflight <= 0:
-                        self._retire(lease_id)
+                if held.lease.expires_at_ms - now < _EXPIRY_MARGIN_MS:
+                    self._stop_using(lease_id, held)
             try:
                 due = bool(self._held) and time.monotonic() - self._last_settle >= self._heartbeat
                 await self.flush(heartbeat=due)

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from grok2api.catalog import ModelKind, ModelSpec
-from grok2api.openai.render import ChatRenderer, RenderOptions, assemble_completion
+from grok2api.actors.media_cache import kind_of
+from grok2api.openai.render import ChatRenderer, RenderOptions, assemble_completion, image_alt
 from grok2api.openai.schemas import APIError, ChatCompletionRequest
 from grok2api.pool.client import NoTokenAvailable, PoolUnavailable, Ticket
 from grok2api.pool.leases import OutcomeKind
@@ -208,7 +209,7 @@ class ChatService:
 
         async def image(path: str) -> str:
             name = await media.fetch.remote(path, ticket.token)
-            alt = _alt(path)
+            alt = image_alt(path)
             if fmt == "base64":
                 local = await media.path_of.remote("image", name)
                 data = await asyncio.to_thread(Path(local).read_bytes)
@@ -218,8 +219,7 @@ class ChatService:
 
         async def asset(path: str) -> str:
             name = await media.fetch.remote(path, ticket.token)
-            kind = "video" if name.endswith((".mp4", ".webm", ".mov")) else "image"
-            return f"{app_url}/v1/files/{kind}/{name}"
+            return f"{app_url}/v1/files/{kind_of(name)}/{name}"
 
         return image, asset
 
@@ -248,8 +248,10 @@ class ChatService:
             log.exception("stream on %s broke", ticket.masked)
             yield renderer.error(exc)
         finally:
-            await stream.aclose()
-            self.rt.leases.finish(ticket, kind, reason=reason, retry_after_s=retry_after)
+            try:
+                await stream.aclose()
+            finally:  # the ticket is finished even if closing the upstream fails
+                self.rt.leases.finish(ticket, kind, reason=reason, retry_after_s=retry_after)
 
     async def complete(self, prep: PreparedChat, stream: ChatStream, ticket: Ticket) -> dict[str, Any]:
         """The non-streaming ``chat.completion`` body."""
@@ -264,10 +266,8 @@ class ChatService:
             reason = "client_cancelled"
             raise
         finally:
-            await stream.aclose()
-            self.rt.leases.finish(ticket, kind, reason=reason, retry_after_s=retry_after)
+            try:
+                await stream.aclose()
+            finally:  # the ticket is finished even if closing the upstream fails
+                self.rt.leases.finish(ticket, kind, reason=reason, retry_after_s=retry_after)
 
-
-def _alt(path: str) -> str:
-    parts = [p for p in path.split("?", 1)[0].split("/") if p]
-    return parts[-2] if len(parts) >= 2 else "image"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +76,6 @@ class WorkerRuntime:
         self._media: Any = None
         self._started = False
         self._start_lock: asyncio.Lock | None = None
-        self.started_at = time.time()
 
     @property
     def media(self) -> Any:
