@@ -87,9 +87,10 @@ def _proc_table() -> dict[int, tuple[int, str, int]]:
     return table
 
 
-def rss_of_session(session_dir: str) -> dict[str, float]:
-    """RSS (MiB) of this Ray session only: its raylet and GCS (found by session dir) and all their
-    descendants (workers, actors, replicas, HAProxy). Other Ray sessions on the machine are ignored."""
+def session_processes(session_dir: str) -> dict[int, tuple[str, int]]:
+    """pid -> (group name, RSS KiB) for this Ray session only: its raylet and GCS (found by session
+    dir) and all their descendants (workers, actors, replicas, HAProxy). Other Ray sessions on the
+    machine are ignored."""
     table = _proc_table()
     roots = {pid for pid, (_, cmd, _) in table.items() if session_dir in cmd}
     children: dict[int, list[int]] = {}
@@ -103,15 +104,55 @@ def rss_of_session(session_dir: str) -> dict[str, float]:
             continue
         seen.add(pid)
         stack.extend(children.get(pid, ()))
-    groups: dict[str, int] = {}
+    out: dict[int, tuple[str, int]] = {}
     for pid in seen:
         _, cmd, rss = table[pid]
         name = "haproxy" if "haproxy" in cmd else (cmd.split() or ["?"])[0].rsplit("/", 1)[-1][:40]
         if name.startswith("python"):
             name = next((part.rsplit("/", 1)[-1] for part in cmd.split() if part.endswith(".py")), name)
+        if name.startswith("ray::"):
+            name = name.split(".", 1)[0]
+        out[pid] = (name, rss)
+    return out
+
+
+def rss_of_session(session_dir: str) -> dict[str, float]:
+    """RSS (MiB) per process group of this Ray session, and the TOTAL."""
+    groups: dict[str, int] = {}
+    for name, rss in session_processes(session_dir).values():
         groups[name] = groups.get(name, 0) + rss
     out = {k: round(v / 1024, 1) for k, v in sorted(groups.items(), key=lambda kv: -kv[1])}
     out["TOTAL"] = round(sum(groups.values()) / 1024, 1)
+    return out
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one process, all its threads included."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def cpu_snapshot(session_dir: str, extra: dict[int, str]) -> dict[str, float]:
+    """CPU seconds so far per process group: the Ray session's processes plus ``extra`` (pid -> name)."""
+    named = {pid: name for pid, (name, _) in session_processes(session_dir).items()}
+    named.update(extra)
+    groups: dict[str, float] = {}
+    for pid, name in named.items():
+        groups[name] = groups.get(name, 0.0) + _cpu_seconds(pid)
+    return groups
+
+
+def cpu_per_stream(before: dict[str, float], after: dict[str, float], streams: int) -> dict[str, float]:
+    """CPU milliseconds per completed stream, by process group (only groups that used any)."""
+    out = {k: round((after.get(k, 0.0) - before.get(k, 0.0)) * 1000 / max(streams, 1), 3) for k in after}
+    out = {k: v for k, v in sorted(out.items(), key=lambda kv: -kv[1]) if v > 0}
+    out["TOTAL"] = round(sum(out.values()), 3)
     return out
 
 
@@ -184,6 +225,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         print(f"gateway ready in {results['startup_s']} s at {url} (ingress={args.ingress}, "
               f"replicas={args.replicas})", flush=True)
 
+        procs = {sim.pid: "simulator", os.getpid(): "client (bench driver)"}
         direct_url = sim_url + "/rest/app-chat/conversations/new"
         cookie = {"Cookie": f"sso={TOKENS[0]}; sso-rw={TOKENS[0]}"}
         gw_url = url + "/v1/chat/completions"
@@ -192,14 +234,18 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         for c in args.concurrency:
             direct = await run_load(direct_url, direct_body(args.tokens), concurrency=c, duration=args.duration,
                                     headers=cookie, warmup=0.5)
+            cpu0 = cpu_snapshot(session_dir, procs)
             gw = await run_load(gw_url, gateway_body(args.tokens), concurrency=c, duration=args.duration,
                                 warmup=0.5)
+            gw_cpu = cpu_per_stream(cpu0, cpu_snapshot(session_dir, procs), gw.completed)
             ratio = gw.rps / direct.rps if direct.rps else 0.0
             added = gw.pct(gw.ttfb_ms, 0.5) - direct.pct(direct.ttfb_ms, 0.5)
             print(f"c={c:<4} direct {fmt(direct)}\n       gateway {fmt(gw)}\n       ratio {ratio:.2f}  "
-                  f"added ttfb p50 {added:.2f} ms", flush=True)
+                  f"added ttfb p50 {added:.2f} ms\n       gateway CPU ms per stream (incl. warm-up): "
+                  f"{json.dumps(gw_cpu)}", flush=True)
             rows.append({"concurrency": c, "direct": direct.summary(), "gateway": gw.summary(),
-                         "ratio": round(ratio, 3), "added_ttfb_ms_p50": round(added, 2)})
+                         "ratio": round(ratio, 3), "added_ttfb_ms_p50": round(added, 2),
+                         "gateway_cpu_ms_per_stream": gw_cpu})
         results["throughput"] = rows
 
         if args.slow:
@@ -222,20 +268,25 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                   f"p99 {b['total_ms_p99']} ms", flush=True)
             results["slow_direct"] = b
             sampler = asyncio.create_task(sample_memory())
+            cpu0, t_cpu0 = cpu_snapshot(session_dir, procs), time.monotonic()
             slow = await run_load(gw_url, gateway_body(50, 100), concurrency=args.slow, duration=args.slow_window,
                                   max_requests=None if args.slow_ramp else args.slow, timeout=120,
                                   ramp=args.slow_ramp)
             sampler.cancel()
+            cpu1, t_cpu1 = cpu_snapshot(session_dir, procs), time.monotonic()
+            cores = {k: round((cpu1.get(k, 0.0) - cpu0.get(k, 0.0)) / (t_cpu1 - t_cpu0), 2) for k in cpu1}
+            cores = {k: v for k, v in sorted(cores.items(), key=lambda kv: -kv[1]) if v > 0}
             peak = max(mem_samples, key=lambda m: m["TOTAL"]) if mem_samples else {}
             s = slow.summary()
             print(f"slow x{args.slow} (ramp {args.slow_ramp:g} s, window {args.slow_window:g} s): completed {s['completed']} errors {s['errors']} "
                   f"ttfb p50 {s['ttfb_ms_p50']} ms p99 {s['ttfb_ms_p99']} ms  stream p50 {s['total_ms_p50']} ms "
                   f"p99 {s['total_ms_p99']} ms; peak RSS {peak.get('TOTAL')} MiB\n  errors: {s['error_samples']}\n"
-                  f"  peak RSS by process: {json.dumps(peak)}", flush=True)
+                  f"  peak RSS by process: {json.dumps(peak)}\n  CPU cores used by process: {json.dumps(cores)}",
+                  flush=True)
             leases = [p["leases"] for p in pool_samples]
             print(f"  token pool: outstanding leases max {max(leases, default=0)}, "
                   f"last {leases[-1] if leases else 0}", flush=True)
-            results["slow"] = {**s, "peak_rss_mib": peak, "max_leases": max(leases, default=0)}
+            results["slow"] = {**s, "peak_rss_mib": peak, "max_leases": max(leases, default=0), "cpu_cores": cores}
         results["idle_rss_mib"] = rss_of_session(session_dir)
         print("RSS after run (MiB):", json.dumps(results["idle_rss_mib"]), flush=True)
     finally:

@@ -31,11 +31,21 @@ def configure_ingress_env(ingress: Ingress) -> None:
     # Run replica code on the HTTP server's own event loop (no thread hop per ASGI message),
     # freeze GC after start-up, and keep logs off stderr: measured in bench/README.md.
     os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
+    # Serve's own periodic work, which competes with the streams for the same cores: the controller
+    # loop (default every 0.1 s) and each replica's metrics export (every 0.1 s).
+    os.environ.setdefault("RAY_SERVE_CONTROL_LOOP_INTERVAL_S", "0.5")
+    os.environ.setdefault("RAY_SERVE_METRICS_EXPORT_INTERVAL_MS", "1000")
     if ingress == "haproxy":
         os.environ.setdefault("RAY_SERVE_ENABLE_HA_PROXY", "1")
         # HAProxy stops routing to a draining replica at once; streams in flight still get
         # graceful_shutdown_timeout_s to finish, but an idle replica need not linger 30 s.
         os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "2")
+        # One HAProxy thread per two cores (Serve's default is 4 threads whatever the machine).
+        os.environ.setdefault("RAY_SERVE_HAPROXY_NBTHREAD", str(max(1, (os.cpu_count() or 2) // 2)))
+        # Serve's per-request HTTP metrics in HAProxy mode are one log line per request, parsed in
+        # Python by the HAProxyManager actor. HAProxy's own Prometheus exporter (port
+        # RAY_SERVE_HAPROXY_METRICS_PORT) already counts requests, errors and latencies per backend.
+        os.environ.setdefault("RAY_SERVE_HAPROXY_METRICS_ENABLED", "0")
     else:
         os.environ.pop("RAY_SERVE_ENABLE_HA_PROXY", None)
 

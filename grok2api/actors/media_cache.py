@@ -190,7 +190,7 @@ class MediaCacheCore:
         return str(out)
 
 
-@ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=1000)
+@ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=1000, enable_task_events=False)
 class MediaCache:
     def __init__(self, root: str, limit_mb: int, auto_clean: bool, upstream: dict[str, Any]) -> None:
         self.core = MediaCacheCore(Path(root), limit_mb, auto_clean, UpstreamSettings.model_validate(upstream))

@@ -369,7 +369,9 @@ class TokenPoolCore:
                 "quota_total": quota, "leases": self.ledger.lease_count(), "pending_writes": len(self._dirty)}
 
 
-@ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=1000)
+# enable_task_events=False: every grant/settle call would otherwise also be reported to the GCS
+# as a task event (CPU in the caller, the actor and the GCS); ``ray list tasks`` does not show them.
+@ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=1000, enable_task_events=False)
 class TokenPool:
     """Ray shell over :class:`TokenPoolCore` (see the module docstring)."""
 

@@ -19,8 +19,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from grok2api import __version__
+from grok2api.api.asgi import BodyTooLarge, declared_too_large, send_api_error, validation_message
+from grok2api.api.chat_endpoint import CHAT_COMPLETIONS_PATH, ChatCompletionsEndpoint, openapi_path_item
+from grok2api.api.deps import runtime_of
 from grok2api.api.security import body_limit_bytes
 from grok2api.openai.schemas import APIError, error_body
+from grok2api.worker.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
 
@@ -58,16 +62,9 @@ class BodySizeLimit:
             await self.app(scope, receive, send)
             return
         limit = await self._current_limit()
-        for name, value in scope.get("headers", ()):
-            if name == b"content-length":
-                try:
-                    too_big = int(value) > limit
-                except ValueError:
-                    too_big = False
-                if too_big:
-                    await _send_error(send, 413, "Request body too large.", "invalid_request_error",
-                                      "request_too_large")
-                    return
+        if declared_too_large(scope, limit):
+            await send_api_error(send, BodyTooLarge().api_error())
+            return
         seen = 0
         started = False
 
@@ -88,42 +85,9 @@ class BodySizeLimit:
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except BodyTooLarge:
+        except BodyTooLarge as exc:
             if not started:
-                await _send_error(send, 413, "Request body too large.", "invalid_request_error", "request_too_large")
-
-
-class BodyTooLarge(StarletteHTTPException):
-    """Raised from ``receive`` once a streamed body passes the limit.
-
-    An ``HTTPException`` so that FastAPI's body parsing re-raises it as it is (any other
-    exception there becomes a 400 "error parsing the body") and the app answers 413.
-    """
-
-    code = "request_too_large"
-
-    def __init__(self) -> None:
-        super().__init__(413, "Request body too large.")
-
-
-async def _send_error(send: Send, status: int, message: str, type_: str, code: str) -> None:
-    import orjson
-
-    body = orjson.dumps(error_body(message, type_, None, code))
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
-
-
-def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
-    errors = exc.errors()
-    if not errors:
-        return "Invalid request body.", None
-    first = errors[0]
-    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
-    param = ".".join(loc) or None
-    msg = first.get("msg", "invalid value")
-    return (f"Invalid value for '{param}': {msg}" if param else f"Invalid request: {msg}"), param
+                await send_api_error(send, exc.api_error())
 
 
 def _config_body_limit(app: FastAPI) -> Callable[[], Awaitable[int]]:
@@ -134,11 +98,7 @@ def _config_body_limit(app: FastAPI) -> Callable[[], Awaitable[int]]:
     """
 
     async def limit() -> int:
-        rt = getattr(app.state, "runtime", None)
-        if rt is None:
-            from ray import serve
-
-            rt = app.state.runtime = serve.get_replica_context().servable_object.runtime
+        rt = runtime_of(app)
         await rt.ensure_started()
         return body_limit_bytes(rt.config.asset.max_upload_mb)
 
@@ -159,6 +119,26 @@ def _install_log_masking() -> None:
                 handler.addFilter(SecretMaskingFilter())
 
 
+def route_path(scope: Scope) -> str:
+    """The request path below the app's mount point (``root_path``), as Starlette routes it."""
+    path: str = scope["path"]
+    root = scope.get("root_path", "")
+    return path[len(root):] if root and path.startswith(root) else path
+
+
+class GatewayApp(FastAPI):
+    """FastAPI for every route but the hot one: ``/v1/chat/completions`` goes straight to its bare
+    ASGI endpoint (:mod:`grok2api.api.chat_endpoint`), past FastAPI's middleware and routing."""
+
+    chat_endpoint: ChatCompletionsEndpoint | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.chat_endpoint is not None and route_path(scope) == CHAT_COMPLETIONS_PATH:
+            await self.chat_endpoint(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
 def build_app(max_body_bytes: int | None = None) -> FastAPI:
     """A fresh application with every route of the gateway.
 
@@ -167,7 +147,7 @@ def build_app(max_body_bytes: int | None = None) -> FastAPI:
     """
     from grok2api.api.routes import admin, files, health, openai_routes
 
-    app = FastAPI(
+    app = GatewayApp(
         title="grok2api",
         version=__version__,
         description="OpenAI-compatible gateway over a pool of Grok web accounts.",
@@ -180,7 +160,7 @@ def build_app(max_body_bytes: int | None = None) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> ORJSONResponse:
-        message, param = _validation_message(exc)
+        message, param = validation_message(exc.errors())
         return ORJSONResponse(error_body(message, "invalid_request_error", param, "invalid_request"),
                               status_code=400)
 
@@ -203,13 +183,25 @@ def build_app(max_body_bytes: int | None = None) -> FastAPI:
     app.include_router(admin.login_router)
     app.include_router(admin.router)
     app.add_middleware(BodySizeLimit, limit=max_body_bytes if max_body_bytes is not None else _config_body_limit(app))
-    _add_handler_validated_schemas(app, openai_routes.request_body_schemas())
+
+    async def started_runtime() -> WorkerRuntime:
+        rt = runtime_of(app)
+        await rt.ensure_started()
+        return rt
+
+    def chat_body_limit(rt: WorkerRuntime) -> int:
+        return max_body_bytes if max_body_bytes is not None else body_limit_bytes(rt.config.asset.max_upload_mb)
+
+    app.chat_endpoint = ChatCompletionsEndpoint(started_runtime, chat_body_limit)
+    _add_handler_validated_schemas(app, openai_routes.request_body_schemas(),
+                                   {CHAT_COMPLETIONS_PATH: openapi_path_item(openai_routes.CHAT_REQUEST_REF)})
     _install_log_masking()
     return app
 
 
-def _add_handler_validated_schemas(app: FastAPI, schemas: dict[str, Any]) -> None:
-    """Publish the schemas of request bodies that handlers validate themselves (after auth)."""
+def _add_handler_validated_schemas(app: FastAPI, schemas: dict[str, Any], paths: dict[str, Any]) -> None:
+    """Publish the schemas of request bodies that handlers validate themselves (after auth), and the
+    routes served outside FastAPI's router."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -219,6 +211,7 @@ def _add_handler_validated_schemas(app: FastAPI, schemas: dict[str, Any]) -> Non
         components = document.setdefault("components", {}).setdefault("schemas", {})
         for name, schema in schemas.items():
             components.setdefault(name, schema)
+        document.setdefault("paths", {}).update(paths)
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]

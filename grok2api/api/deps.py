@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import Depends, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from grok2api.api.security import LoginLimiter, bearer_credential, client_address, keys_match
@@ -16,15 +16,19 @@ admin_key_scheme = HTTPBearer(scheme_name="AdminKey", auto_error=False,
                               description="The admin password `app.app_key` as a Bearer token.")
 
 
-def runtime(request: Request) -> WorkerRuntime:
+def runtime_of(app: FastAPI) -> WorkerRuntime:
     """The replica's runtime (found once through Serve's replica context, then cached on the app)."""
-    rt = getattr(request.app.state, "runtime", None)
+    rt = getattr(app.state, "runtime", None)
     if rt is None:
         from ray import serve
 
-        rt = serve.get_replica_context().servable_object.runtime
-        request.app.state.runtime = rt
+        rt = app.state.runtime = serve.get_replica_context().servable_object.runtime
     return rt
+
+
+def runtime(request: Request) -> WorkerRuntime:
+    """Dependency form of :func:`runtime_of`."""
+    return runtime_of(request.app)
 
 
 def _bearer(request: Request) -> str:
@@ -78,4 +82,4 @@ async def admin_auth(request: Request,
     return rt
 
 
-__all__ = ["admin_auth", "api_key_auth", "check_admin_password", "keys_match", "login_limiter", "runtime"]
+__all__ = ["admin_auth", "api_key_auth", "check_admin_password", "keys_match", "login_limiter", "runtime", "runtime_of"]

@@ -29,6 +29,8 @@ from typing import Callable
 
 from starlette.requests import Request
 
+from grok2api.api.asgi import bearer_of
+
 MIB = 1024 * 1024
 # What a request body may carry besides one attachment of the largest allowed size.
 BODY_OVERHEAD_BYTES = 1 * MIB
@@ -49,11 +51,7 @@ def keys_match(given: str, expected: str) -> bool:
 
 def bearer_credential(request: Request) -> str:
     """The credential of an ``Authorization: Bearer <key>`` header ('' when absent or another scheme)."""
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() == "bearer":
-        return value.strip()
-    return ""
+    return bearer_of(request.headers.get("authorization"))
 
 
 def client_address(request: Request) -> str:

@@ -53,6 +53,8 @@ AssetUrl = Callable[[str], Awaitable[str]]
 
 DEFAULT_FILTER_TAGS: tuple[str, ...] = ("xaiartifact", "xai:tool_usage_card", "grok:render")
 
+SSE_DONE = b"data: [DONE]\n\n"  # the last bytes of every OpenAI stream
+
 _CONTENT = 0
 _REASONING = 1
 
@@ -507,7 +509,7 @@ class ChatRenderer:
         if self.options.include_usage:
             usage = self.usage()
             parts.append(self._head + b',"choices":[],"usage":' + orjson.dumps(usage) + b"}\n\n")
-        parts.append(b"data: [DONE]\n\n")
+        parts.append(SSE_DONE)
         return b"".join(parts)
 
     def error(self, exc: BaseException) -> bytes:
@@ -519,7 +521,7 @@ class ChatRenderer:
         else:
             body = {"error": {"message": "internal error while streaming", "type": "server_error",
                               "param": None, "code": "internal_error"}}
-        return pending + _sse(body) + b"data: [DONE]\n\n"
+        return pending + _sse(body) + SSE_DONE
 
     # -- accessors -----------------------------------------------------------
     @property
@@ -634,5 +636,5 @@ async def assemble_completion(batches: Any, options: RenderOptions, image_render
 
 __all__ = [
     "AssetUrl", "ChatRenderer", "CompletionAssembler", "DEFAULT_FILTER_TAGS", "ImageRenderer", "RenderOptions",
-    "assemble_completion", "filter_text", "new_completion_id", "tool_card_line",
+    "SSE_DONE", "assemble_completion", "filter_text", "new_completion_id", "tool_card_line",
 ]

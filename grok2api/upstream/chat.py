@@ -212,6 +212,10 @@ class ChatStream:
                     self._resp.idle_timeout = min(self._resp.idle_timeout, self._grace)
                     break
 
+    def ready(self) -> bool:
+        """Whether the next batch (or the end) is already here: reading it would not wait."""
+        return bool(self._buffer) or self._parser.done or self._resp.ready()
+
     async def batches(self) -> AsyncIterator[list[Event]]:
         """Event batches, one per upstream read. Raises :class:`UpstreamError` (in-band, transport, idle)."""
         p = self._parser

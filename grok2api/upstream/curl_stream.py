@@ -252,6 +252,11 @@ class CurlStream:
                 timer.cancel()
                 tr.waiter = None
 
+    def ready(self) -> bool:
+        """Whether body data or the end of the transfer is already here (reading would not wait)."""
+        done = self._tr.done
+        return bool(self._tr.chunks) or done is None or done.done()
+
     async def read(self, limit: int | None = None) -> bytes:
         parts: list[bytes] = []
         size = 0

@@ -224,29 +224,40 @@ class ChatService:
         return image, asset
 
     async def sse(self, prep: PreparedChat, stream: ChatStream, ticket: Ticket) -> AsyncIterator[bytes]:
-        """The SSE body. Finishes the ticket whatever happens (including client disconnect)."""
+        """The SSE body, ending in ``[DONE]``. Finishes the ticket whatever happens (client disconnect too).
+
+        Output is written once per wait on upstream: what was already read (the role chunk with the
+        first batch, a whole fast answer with its closing chunks) goes out as one piece, so one
+        write and one client read instead of one per event batch.
+        """
         image, asset = self._renderer_callbacks(prep, ticket)
         renderer = ChatRenderer(prep.options, image_renderer=image, asset_url=asset)
         kind, reason, retry_after = OutcomeKind.SUCCESS, "", None
+        pending = [renderer.start()]
         try:
-            yield renderer.start()
-            async for batch in stream.batches():
-                out = await renderer.feed_many(batch)
-                if out:
-                    yield out
-            yield await renderer.finish()
-        except UpstreamError as exc:
-            kind, reason, retry_after = outcome_of(exc), exc.kind.value, exc.retry_after
-            log.info("stream on %s failed after start: %s", ticket.masked, exc)
-            yield renderer.error(exc)
+            try:
+                async for batch in stream.batches():
+                    out = await renderer.feed_many(batch)
+                    if out:
+                        pending.append(out)
+                    if pending and not stream.ready():
+                        piece = b"".join(pending)
+                        pending.clear()
+                        yield piece
+                pending.append(await renderer.finish())
+            except UpstreamError as exc:
+                kind, reason, retry_after = outcome_of(exc), exc.kind.value, exc.retry_after
+                log.info("stream on %s failed after start: %s", ticket.masked, exc)
+                pending.append(renderer.error(exc))
+            except Exception as exc:  # noqa: BLE001 - the client must still get a clean end
+                kind, reason = OutcomeKind.UPSTREAM, type(exc).__name__
+                log.exception("stream on %s broke", ticket.masked)
+                pending.append(renderer.error(exc))
+            yield b"".join(pending)
         except (asyncio.CancelledError, GeneratorExit):
             # The client went away. Grok already counted the query, so the quota is still charged.
             reason = "client_cancelled"
             raise
-        except Exception as exc:  # noqa: BLE001 - the client must still get a clean end
-            kind, reason = OutcomeKind.UPSTREAM, type(exc).__name__
-            log.exception("stream on %s broke", ticket.masked)
-            yield renderer.error(exc)
         finally:
             try:
                 await stream.aclose()
