@@ -156,6 +156,16 @@ def cpu_per_stream(before: dict[str, float], after: dict[str, float], streams: i
     return out
 
 
+def host_speed() -> float:
+    """Seconds one core takes for 10 million Python loop iterations (lower is faster): figures from
+    different machines of the same kind differ by this factor (seen here: 0.5 s to 1.5 s)."""
+    t0 = time.perf_counter()
+    total = 0
+    for i in range(10_000_000):
+        total += i
+    return round(time.perf_counter() - t0, 2)
+
+
 def direct_body(tokens: int, delay_ms: int = 0) -> bytes:
     marker = f"[[sim:tokens={tokens}" + (f";delay_ms={delay_ms}" if delay_ms else "") + "]]"
     return json.dumps({
@@ -182,8 +192,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     from grok2api.config.service import ConfigService
     from grok2api.storage import create_storage
 
+    results: dict[str, Any] = {"args": vars(args), "host_speed_s": host_speed()}
+    print(f"host speed: {results['host_speed_s']} s per 10M Python loop iterations", flush=True)
     sim, sim_url = start_simulator()
-    results: dict[str, Any] = {"args": vars(args)}
     try:
         for t in TOKENS:
             sim_control(sim_url, "/_sim/tokens", {"token": t, "plan": "super", "quota_total": 10**9})

@@ -7,20 +7,22 @@ the same closed-loop client as ``bench/chat.py``, next to the Grok simulator dri
 - ``asgi``: the app is a bare ASGI callable behind ``@serve.ingress``;
 - ``fastapi``: the same answer from a FastAPI route returning a ``StreamingResponse``.
 
-Both run behind HAProxy with direct ingress and ``RAY_SERVE_THROUGHPUT_OPTIMIZED`` (the gateway's
-settings, see ``grok2api/server.py``). The figure is the ceiling for any gateway that serves its
+Both run with the gateway's Serve settings (HAProxy with direct ingress, user code on the
+server's loop, ...: ``grok2api.server.configure_ingress_env``). The figure is the ceiling for any gateway that serves its
 HTTP through Serve on this machine: the gateway's streams/s can only be lower.
 
     python bench/serve_floor.py --concurrency 64 --duration 8
 """
 
-from __future__ import annotations
 
 import argparse
 import asyncio
 import sys
 import time
 from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import StreamingResponse
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from chat import TOKENS, cpu_per_stream, cpu_snapshot, direct_body, fmt, free_port, sim_control, start_simulator  # noqa: E402
@@ -47,9 +49,6 @@ def make_asgi(chunks: int):  # noqa: ANN201 - returns an ASGI app
 
 
 def make_fastapi(chunks: int):  # noqa: ANN201
-    from fastapi import FastAPI, Request
-    from fastapi.responses import StreamingResponse
-
     app = FastAPI()
     body = CHUNK * chunks + b"data: [DONE]\n\n"
 
@@ -68,8 +67,9 @@ def make_fastapi(chunks: int):  # noqa: ANN201
 async def main_async(args: argparse.Namespace) -> None:
     import os
 
-    os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
-    os.environ.setdefault("RAY_SERVE_ENABLE_HA_PROXY", "1")
+    from grok2api.server import configure_ingress_env
+
+    configure_ingress_env("haproxy")  # the gateway's own Serve settings
     import ray
     from ray import serve
 

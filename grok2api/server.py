@@ -46,6 +46,11 @@ def configure_ingress_env(ingress: Ingress) -> None:
         # Python by the HAProxyManager actor. HAProxy's own Prometheus exporter (port
         # RAY_SERVE_HAPROXY_METRICS_PORT) already counts requests, errors and latencies per backend.
         os.environ.setdefault("RAY_SERVE_HAPROXY_METRICS_ENABLED", "0")
+        # A replica whose loop is saturated answers HAProxy's health check late (>5 s); after 2 such
+        # checks HAProxy would send every new request through Serve's Python fallback proxy, which
+        # reaches the same replica at a higher cost per chunk (bench/README.md, slow streams). A dead
+        # replica is still taken out at once by live-traffic observation (connection failures).
+        os.environ.setdefault("RAY_SERVE_HAPROXY_HEALTH_CHECK_FALL", "6")
     else:
         os.environ.pop("RAY_SERVE_ENABLE_HA_PROXY", None)
 

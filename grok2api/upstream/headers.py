@@ -6,6 +6,7 @@ request only the cookie, ``x-statsig-id`` and ``x-xai-request-id`` change.
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from urllib.parse import urlsplit
@@ -118,13 +119,17 @@ def _sanitize(value: str) -> str:
     return "".join(out)
 
 
+_NOT_VISIBLE_ASCII = re.compile(r"[^\x21-\x7e]")
+
+
+@functools.lru_cache(maxsize=4096)  # called several times per request with the same few tokens
 def bare_token(token: str) -> str:
     """The SSO value without an ``sso=`` prefix, anything after ``;`` and whitespace."""
     t = token.strip()
     if t.lower().startswith("sso="):
         t = t[4:]
     t = t.split(";", 1)[0]
-    return "".join(ch for ch in t if 32 < ord(ch) < 127)
+    return _NOT_VISIBLE_ASCII.sub("", t)
 
 
 def build_cookie(token: str, cf_clearance: str = "", cf_cookies: str = "") -> str:
