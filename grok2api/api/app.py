@@ -90,21 +90,6 @@ class BodySizeLimit:
                 await send_api_error(send, exc.api_error())
 
 
-def _config_body_limit(app: FastAPI) -> Callable[[], Awaitable[int]]:
-    """The body limit from the replica's fresh config (``asset.max_upload_mb``).
-
-    Refreshes the runtime itself (an O(1) check between config polls): a request whose body is
-    refused or fails to parse never reaches the route dependencies that would otherwise do it.
-    """
-
-    async def limit() -> int:
-        rt = runtime_of(app)
-        await rt.ensure_started()
-        return body_limit_bytes(rt.config.asset.max_upload_mb)
-
-    return limit
-
-
 def _install_log_masking() -> None:
     """Mask secrets in every record the replica's log handlers write (Ray sets those handlers up).
 
@@ -174,25 +159,29 @@ def build_app(max_body_bytes: int | None = None) -> FastAPI:
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> ORJSONResponse:
         log.exception("unhandled error: %s", type(exc).__name__)
-        return ORJSONResponse(error_body("Internal server error.", "server_error", None, "internal_error"),
-                              status_code=500)
+        error = APIError.internal()
+        return ORJSONResponse(error.body(), status_code=error.status)
 
     app.include_router(health.router)
     app.include_router(openai_routes.router)
     app.include_router(files.router)
     app.include_router(admin.login_router)
     app.include_router(admin.router)
-    app.add_middleware(BodySizeLimit, limit=max_body_bytes if max_body_bytes is not None else _config_body_limit(app))
 
     async def started_runtime() -> WorkerRuntime:
         rt = runtime_of(app)
-        await rt.ensure_started()
+        await rt.ensure_started()  # an O(1) config freshness check once started
         return rt
 
-    def chat_body_limit(rt: WorkerRuntime) -> int:
+    def body_limit(rt: WorkerRuntime) -> int:
         return max_body_bytes if max_body_bytes is not None else body_limit_bytes(rt.config.asset.max_upload_mb)
 
-    app.chat_endpoint = ChatCompletionsEndpoint(started_runtime, chat_body_limit)
+    async def current_body_limit() -> int:
+        # Read before any route runs: a body that is refused never reaches the route's dependencies.
+        return body_limit(await started_runtime())
+
+    app.add_middleware(BodySizeLimit, limit=max_body_bytes if max_body_bytes is not None else current_body_limit)
+    app.chat_endpoint = ChatCompletionsEndpoint(started_runtime, body_limit)
     _add_handler_validated_schemas(app, openai_routes.request_body_schemas(),
                                    {CHAT_COMPLETIONS_PATH: openapi_path_item(openai_routes.CHAT_REQUEST_REF)})
     _install_log_masking()

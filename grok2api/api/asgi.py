@@ -3,15 +3,13 @@ errors, request headers, the bearer credential and a size-limited body read."""
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import orjson
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
-from grok2api.openai.schemas import APIError, error_body
-
-Headers = Iterable[tuple[bytes, bytes]]
+from grok2api.openai.schemas import APIError
 
 
 class BodyTooLarge(StarletteHTTPException):
@@ -27,7 +25,7 @@ class BodyTooLarge(StarletteHTTPException):
         super().__init__(413, "Request body too large.")
 
     def api_error(self) -> APIError:
-        return APIError(413, "Request body too large.", "invalid_request_error", None, self.code)
+        return APIError(self.status_code, str(self.detail), "invalid_request_error", None, self.code)
 
 
 def header(scope: Scope, name: bytes) -> bytes | None:
@@ -107,9 +105,5 @@ async def send_api_error(send: Send, exc: APIError) -> None:
     await send_json(send, exc.status, exc.body(), exc.headers or None)
 
 
-async def send_error(send: Send, status: int, message: str, type_: str, code: str) -> None:
-    await send_json(send, status, error_body(message, type_, None, code))
-
-
 __all__ = ["BodyTooLarge", "bearer_of", "declared_too_large", "header", "read_body", "send_api_error",
-           "send_error", "send_json", "validation_message"]
+           "send_json", "validation_message"]

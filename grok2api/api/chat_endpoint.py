@@ -25,7 +25,7 @@ from starlette.types import Receive, Scope, Send
 
 from grok2api.api.asgi import (BodyTooLarge, bearer_of, header, read_body, send_api_error, send_json,
                               validation_message)
-from grok2api.api.security import keys_match
+from grok2api.api.deps import check_api_key
 from grok2api.openai.schemas import APIError, ChatCompletionRequest
 from grok2api.openai.render import SSE_DONE
 
@@ -35,8 +35,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CHAT_COMPLETIONS_PATH = "/v1/chat/completions"
-
-INTERNAL_ERROR = APIError(500, "Internal server error.", "server_error", None, "internal_error")
 
 SSE_RESPONSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -74,37 +72,29 @@ class ChatCompletionsEndpoint:
             return
         try:
             rt = await self._runtime()
-            expected = rt.config.app.api_key
-            if expected and not keys_match(bearer_of(header(scope, b"authorization")), expected):
-                raise APIError(401, "Invalid or missing API key.", "authentication_error", None, "invalid_api_key",
-                               headers={"WWW-Authenticate": "Bearer"})
+            check_api_key(bearer_of(header(scope, b"authorization")), rt.config.app.api_key)
             body = await read_body(scope, receive, self._body_limit(rt))
             request = parse_request(body)
             prep = rt.chat.prepare(request, request_base_url(scope))
             stream, ticket = await rt.chat.open(prep)
-        except APIError as exc:
-            await send_api_error(send, exc)
-            return
+            if prep.stream:
+                pieces = rt.chat.sse(prep, stream, ticket)
+            else:
+                answer = await rt.chat.complete(prep, stream, ticket)
         except BodyTooLarge as exc:
             await send_api_error(send, exc.api_error())
             return
-        except Exception as exc:  # noqa: BLE001 - the client gets a clean 500, the log gets the cause
-            log.exception("chat request failed: %s", type(exc).__name__)
-            await send_api_error(send, INTERNAL_ERROR)
-            return
-        if prep.stream:
-            await self._stream(send, rt.chat.sse(prep, stream, ticket))
-            return
-        try:
-            answer = await rt.chat.complete(prep, stream, ticket)
         except APIError as exc:
             await send_api_error(send, exc)
             return
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - the client gets a clean 500, the log gets the cause
             log.exception("chat request failed: %s", type(exc).__name__)
-            await send_api_error(send, INTERNAL_ERROR)
+            await send_api_error(send, APIError.internal())
             return
-        await send_json(send, 200, answer)
+        if prep.stream:
+            await self._stream(send, pieces)
+        else:
+            await send_json(send, 200, answer)
 
     @staticmethod
     async def _stream(send: Send, pieces: Any) -> None:

@@ -35,15 +35,19 @@ def _bearer(request: Request) -> str:
     return bearer_credential(request)
 
 
+def check_api_key(presented: str, expected: str) -> None:
+    """Raise 401 unless ``app.api_key`` is unset or ``presented`` (the Bearer credential) matches it."""
+    if expected and not keys_match(presented, expected):
+        raise APIError(401, "Invalid or missing API key.", "authentication_error", None, "invalid_api_key",
+                       headers={"WWW-Authenticate": "Bearer"})
+
+
 async def api_key_auth(request: Request,
                        _declared: HTTPAuthorizationCredentials | None = Depends(api_key_scheme)) -> WorkerRuntime:
     """Router dependency: start the runtime and enforce ``app.api_key`` (Bearer) before the body is read."""
     rt = runtime(request)
     await rt.ensure_started()
-    expected = rt.config.app.api_key
-    if expected and not keys_match(_bearer(request), expected):
-        raise APIError(401, "Invalid or missing API key.", "authentication_error", None, "invalid_api_key",
-                       headers={"WWW-Authenticate": "Bearer"})
+    check_api_key(_bearer(request), rt.config.app.api_key)
     return rt
 
 
@@ -82,4 +86,4 @@ async def admin_auth(request: Request,
     return rt
 
 
-__all__ = ["admin_auth", "api_key_auth", "check_admin_password", "keys_match", "login_limiter", "runtime", "runtime_of"]
+__all__ = ["admin_auth", "api_key_auth", "check_admin_password", "check_api_key", "keys_match", "login_limiter", "runtime", "runtime_of"]

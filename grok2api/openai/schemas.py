@@ -312,5 +312,10 @@ class APIError(Exception):
                    "invalid_request")
 
     @classmethod
+    def internal(cls) -> "APIError":
+        """The 500 a client sees for a failure of the gateway itself (the cause goes to the log only)."""
+        return cls(500, "Internal server error.", "server_error", None, "internal_error")
+
+    @classmethod
     def model_not_found(cls, model: str) -> "APIError":
         return cls(404, f"The model '{model}' does not exist", "invalid_request_error", "model", "model_not_found")

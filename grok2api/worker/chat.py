@@ -259,10 +259,15 @@ class ChatService:
             reason = "client_cancelled"
             raise
         finally:
-            try:
-                await stream.aclose()
-            finally:  # the ticket is finished even if closing the upstream fails
-                self.rt.leases.finish(ticket, kind, reason=reason, retry_after_s=retry_after)
+            await self._end(stream, ticket, kind, reason, retry_after)
+
+    async def _end(self, stream: ChatStream, ticket: Ticket, kind: OutcomeKind, reason: str,
+                   retry_after: float | None) -> None:
+        """Close the upstream stream and report the outcome; the ticket is finished even if closing fails."""
+        try:
+            await stream.aclose()
+        finally:
+            self.rt.leases.finish(ticket, kind, reason=reason, retry_after_s=retry_after)
 
     async def complete(self, prep: PreparedChat, stream: ChatStream, ticket: Ticket) -> dict[str, Any]:
         """The non-streaming ``chat.completion`` body."""
@@ -277,8 +282,5 @@ class ChatService:
             reason = "client_cancelled"
             raise
         finally:
-            try:
-                await stream.aclose()
-            finally:  # the ticket is finished even if closing the upstream fails
-                self.rt.leases.finish(ticket, kind, reason=reason, retry_after_s=retry_after)
+            await self._end(stream, ticket, kind, reason, retry_after)
 
