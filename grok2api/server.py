@@ -14,9 +14,10 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import threading
 import time
-from typing import Literal
+from typing import Literal, MutableMapping
 
 from grok2api.config.env import ServerSettings
 from grok2api.config.schema import AppConfig
@@ -51,8 +52,49 @@ def configure_ingress_env(ingress: Ingress) -> None:
         # reaches the same replica at a higher cost per chunk (bench/README.md, slow streams). A dead
         # replica is still taken out at once by live-traffic observation (connection failures).
         os.environ.setdefault("RAY_SERVE_HAPROXY_HEALTH_CHECK_FALL", "6")
+        claim_serve_ports()
     else:
         os.environ.pop("RAY_SERVE_ENABLE_HA_PROXY", None)
+
+
+# Serve's default port ranges for the replicas' own HTTP and gRPC servers, the size of the block
+# one gateway claims from each, and Serve's default port for its fallback proxy.
+_DIRECT_INGRESS_RANGES = {"HTTP": (30000, 31000), "GRPC": (40000, 41000)}
+_PORT_BLOCK = 100
+_FALLBACK_PROXY_PORT = 8500
+
+
+def claim_serve_ports(environ: MutableMapping[str, str] = os.environ) -> None:
+    """Give this gateway's Serve ports that no other process listens on.
+
+    Serve's replicas and its fallback proxy bind with ``SO_REUSEPORT``, and every Serve instance
+    starts from the same defaults: a second gateway on the same machine would share its replica
+    ports and its fallback proxy with the first, and the kernel would split HAProxy's connections
+    between the two applications. A port another process listens on (with or without
+    ``SO_REUSEPORT``) fails a plain bind here. Ports the operator set are left alone.
+    """
+    for proto, (low, high) in _DIRECT_INGRESS_RANGES.items():
+        lo_var, hi_var = f"RAY_SERVE_DIRECT_INGRESS_MIN_{proto}_PORT", f"RAY_SERVE_DIRECT_INGRESS_MAX_{proto}_PORT"
+        if lo_var in environ or hi_var in environ:
+            continue
+        for start in range(low, high, _PORT_BLOCK):
+            if all(_port_free(p) for p in range(start, start + _PORT_BLOCK)):
+                environ[lo_var] = str(start)
+                environ[hi_var] = str(start + _PORT_BLOCK - 1)
+                break
+    if "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT" not in environ and not _port_free(_FALLBACK_PROXY_PORT):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("0.0.0.0", 0))
+            environ["RAY_SERVE_FALLBACK_PROXY_HTTP_PORT"] = str(s.getsockname()[1])
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
 
 
 def start(settings: ServerSettings, config: AppConfig, *, address: str | None = None, num_cpus: int | None = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 import types
 from pathlib import Path
@@ -9,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from grok2api import cli as cli_module
+from grok2api import server
+from fixtures.services import free_port
 
 from .conftest import Cli
 
@@ -107,3 +110,30 @@ def test_simulate_delegates_to_the_simulator(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(cli_module, "_simulator_cli", lambda: fake)
     assert cli_module.main(["simulate", "--scenario", "slow"]) == 0
     assert seen == ["slow"]
+
+
+def test_a_second_gateway_claims_serve_ports_nobody_listens_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replicas and the fallback proxy bind with SO_REUSEPORT: two gateways on one machine must not
+    share such a port, or the kernel would hand one gateway's requests to the other's application."""
+    base = free_port()
+    monkeypatch.setattr(server, "_DIRECT_INGRESS_RANGES", {"HTTP": (base, base + 20)})
+    monkeypatch.setattr(server, "_PORT_BLOCK", 10)
+    with socket.socket() as replica, socket.socket() as proxy:  # another gateway, listening
+        for sock, port in ((replica, base + 3), (proxy, 0)):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind(("0.0.0.0", port))
+            sock.listen()
+        taken = proxy.getsockname()[1]
+        monkeypatch.setattr(server, "_FALLBACK_PROXY_PORT", taken)
+        env: dict[str, str] = {}
+        server.claim_serve_ports(env)
+    assert env["RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT"] == str(base + 10)
+    assert env["RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT"] == str(base + 19)
+    fallback = int(env["RAY_SERVE_FALLBACK_PROXY_HTTP_PORT"])
+    assert fallback != taken
+    # ports the operator set are left alone
+    env = {"RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": "35000", "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": "35099",
+           "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": "8600"}
+    server.claim_serve_ports(env)
+    assert env == {"RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": "35000",
+                   "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": "35099", "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": "8600"}

@@ -29,6 +29,8 @@ def test_sigterm_drains_streams_in_flight_and_saves_state(simulator, tmp_path: P
     env = {**os.environ, "DATA_DIR": str(tmp_path / "data"), "LOG_DIR": str(tmp_path / "logs"),
            "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()), "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port())}
     env.pop("RAY_ADDRESS", None)
+    for var in [v for v in env if v.startswith(("RAY_SERVE_DIRECT_INGRESS_", "RAY_SERVE_FALLBACK_PROXY"))]:
+        env.pop(var)  # this session's gateway holds these ports; the new one must claim its own
     cli(env, "config", "set", "upstream.base_url", simulator.base_url)
     cli(env, "config", "set", "upstream.assets_url", simulator.assets_url)
     (tmp_path / "tokens.txt").write_text(f"sso={TOKEN}\n")
