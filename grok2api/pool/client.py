@@ -4,7 +4,8 @@ Each GrokWorker replica owns one :class:`LeaseClient`. ``acquire`` picks a token
 from the leases the replica already holds (no actor call on the hot path),
 spreading requests over tokens by in-flight count; only a miss asks the
 TokenPool actor for new leases, and concurrent misses share one call.
-``finish`` records the outcome locally; a background loop settles outcomes and
+``finish`` records the outcome locally (successes on one token merge into one
+outcome until the next settlement); a background loop settles outcomes and
 spent leases with the actor every ``settle_interval`` seconds, at once for
 outcomes that change a token's state (429, 401, blocked). Settlement is
 at-least-once: a batch stays queued until the actor acknowledges it, so an
@@ -94,6 +95,7 @@ class LeaseClient:
         self._grant_timeout = grant_timeout
         self._held: dict[int, _Held] = {}  # lease id -> lease held (a token may have several)
         self._outcomes: list[Outcome] = []
+        self._merging: dict[str, Outcome] = {}  # token -> its queued success outcome, still open for merging
         self._released: list[int] = []
         self._unacked: list[SettleBatch] = []
         self._seq = 0
@@ -170,10 +172,20 @@ class LeaseClient:
                     self._stop_using(lease_id, other)
         if kind is OutcomeKind.CANCELLED and not reason:
             return
-        self._outcomes.append(
-            Outcome(ticket.token, kind, ticket.cost if kind is OutcomeKind.SUCCESS else 0, reason,
-                    retry_after_s, now_ms())
-        )
+        if kind is OutcomeKind.SUCCESS:
+            merged = self._merging.get(ticket.token)
+            if merged is not None:
+                merged.cost += ticket.cost
+                merged.count += 1
+                merged.at_ms = now_ms()
+                return
+            outcome = Outcome(ticket.token, kind, ticket.cost, reason, retry_after_s, now_ms())
+            self._merging[ticket.token] = outcome
+        else:
+            # Later successes on this token must be applied after this outcome, not merged before it.
+            self._merging.pop(ticket.token, None)
+            outcome = Outcome(ticket.token, kind, 0, reason, retry_after_s, now_ms())
+        self._outcomes.append(outcome)
         if kind in _URGENT:
             self._wake.set()
 
@@ -260,6 +272,7 @@ class LeaseClient:
             self._seq += 1
             self._unacked.append(SettleBatch(self.holder, self._seq, self._outcomes, self._released))
             self._outcomes, self._released = [], []
+            self._merging.clear()
         while self._unacked:
             batch = self._unacked[0]
             ack = await self._settle(batch)
@@ -301,4 +314,5 @@ class LeaseClient:
 
     @property
     def pending(self) -> int:
-        return len(self._outcomes) + sum(len(b.outcomes) for b in self._unacked)
+        """Requests whose outcome the pool has not acknowledged yet."""
+        return sum(o.count for o in self._outcomes) + sum(o.count for b in self._unacked for o in b.outcomes)

@@ -44,6 +44,7 @@ class Outcome:
     reason: str = ""
     retry_after_s: float | None = None
     at_ms: int = 0
+    count: int = 1  # requests this outcome stands for (a worker merges its successes per token)
 
 
 @dataclass(slots=True)

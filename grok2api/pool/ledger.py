@@ -181,7 +181,7 @@ class PoolLedger:
         incr: dict[str, int] = {}
         if kind is OutcomeKind.SUCCESS:
             used = min(max(outcome.cost, 0), rec.quota)
-            incr = {"quota": -used, "use_count": 1}
+            incr = {"quota": -used, "use_count": max(outcome.count, 1)}
             sets["last_used_at"] = now
             if rec.fail_count:
                 sets["fail_count"] = 0

@@ -66,6 +66,30 @@ async def test_requests_are_served_from_local_leases_and_usage_is_persisted(core
     await again.shutdown()
 
 
+async def test_successes_on_a_token_settle_as_one_outcome_with_exact_counts(core: TokenPoolCore) -> None:
+    await core.add_tokens(["tok-merge-aaaaaaaaaaaaaaaa"], "basic")
+    sent: list[list[tuple[OutcomeKind, int, int]]] = []
+
+    async def recording_settle(batch):  # type: ignore[no-untyped-def]
+        sent.append([(o.kind, o.count, o.cost) for o in batch.outcomes])
+        return await core.settle(batch)
+
+    lc = LeaseClient(core.grant, recording_settle, settle_interval=3600)  # type: ignore[arg-type]
+    tickets = [await lc.acquire(("basic",), cost=1) for _ in range(6)]
+    for t in tickets[:3]:
+        lc.finish(t, OutcomeKind.SUCCESS)
+    lc.finish(tickets[3], OutcomeKind.UPSTREAM)  # later successes are not merged across it
+    for t in tickets[4:]:
+        lc.finish(t, OutcomeKind.SUCCESS)
+    assert lc.pending == 6
+    await lc.flush()
+    assert sent == [[(OutcomeKind.SUCCESS, 3, 3), (OutcomeKind.UPSTREAM, 1, 0), (OutcomeKind.SUCCESS, 2, 2)]]
+    assert lc.pending == 0
+    (record,) = await core.storage.load_tokens()  # type: ignore[union-attr]
+    assert (record.use_count, record.quota) == (5, 75)
+    await lc.close()
+
+
 async def test_concurrent_requests_spread_over_tokens(core: TokenPoolCore) -> None:
     await core.add_tokens([f"tok-{i:02d}-xxxxxxxxxxxxxxxx" for i in range(6)], "basic")
     lc = client_for(core, spread=2)
