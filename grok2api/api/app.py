@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import ORJSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from grok2api import __version__
@@ -182,6 +183,11 @@ def build_app(max_body_bytes: int | None = None) -> FastAPI:
 
     app.add_middleware(BodySizeLimit, limit=max_body_bytes if max_body_bytes is not None else current_body_limit)
     app.chat_endpoint = ChatCompletionsEndpoint(started_runtime, body_limit)
+    # First in the route table, undocumented (its OpenAPI entry is added below): Serve names each
+    # request's route for its metrics by matching the table, and a path no route matched costs it
+    # two full scans (with and without a trailing slash) on every chat request.
+    app.router.routes.insert(0, Route(CHAT_COMPLETIONS_PATH, app.chat_endpoint, methods=["POST"],
+                                      include_in_schema=False))
     _add_handler_validated_schemas(app, openai_routes.request_body_schemas(),
                                    {CHAT_COMPLETIONS_PATH: openapi_path_item(openai_routes.CHAT_REQUEST_REF)})
     _install_log_masking()
