@@ -231,6 +231,3 @@ def get_or_create_media_cache(root: Path, limit_mb: int, auto_clean: bool,
         name=ACTOR_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
     ).remote(str(root), limit_mb, auto_clean, upstream.model_dump())
 
-
-def media_cache_handle() -> "ray.actor.ActorHandle":
-    return ray.get_actor(ACTOR_NAME, namespace=NAMESPACE)

@@ -1,4 +1,7 @@
-"""Assemble the Serve application: the TokenPool and MediaCache actors, then the GrokWorker replicas."""
+"""Assemble the Serve application: the TokenPool actor, then the GrokWorker replicas.
+
+The MediaCache actor is started by the first replica that needs it (``WorkerRuntime.media``).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,6 @@ from pathlib import Path
 import ray
 from ray.serve.deployment import Application
 
-from grok2api.actors.media_cache import get_or_create_media_cache
 from grok2api.actors.token_pool import get_or_create_token_pool
 from grok2api.config.env import ServerSettings
 from grok2api.config.schema import AppConfig
@@ -21,7 +23,7 @@ APP_NAME = "grok2api"
 
 
 def build_application(settings: ServerSettings, config: AppConfig) -> Application:
-    """Create (or find) the cluster's actors and bind the worker deployment."""
+    """Create (or find) the cluster's token pool and bind the worker deployment."""
     storage_factory = functools.partial(
         create_storage, settings.storage_type, settings.storage_url, Path(settings.data_dir)
     )
@@ -29,9 +31,6 @@ def build_application(settings: ServerSettings, config: AppConfig) -> Applicatio
         storage_factory, pool_settings(config), functools.partial(make_refresher, upstream_settings(config))
     )
     ray.get(pool.ready.remote(), timeout=60)
-    media = get_or_create_media_cache(Path(settings.data_dir) / "cache", config.cache.limit_mb,
-                                      config.cache.enable_auto_clean, upstream_settings(config))
-    ray.get(media.ready.remote(), timeout=60)
     return GrokWorker.options(
         num_replicas=config.serve.resolve_chat_replicas(settings.workers),
         max_ongoing_requests=config.serve.max_ongoing_requests,

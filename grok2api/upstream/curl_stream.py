@@ -229,6 +229,9 @@ class CurlStreamPool:
         curl.setopt(CurlOpt.ACCEPT_ENCODING, b"")  # decode whatever encoding the server picked
         curl.setopt(CurlOpt.CONNECTTIMEOUT_MS, self._connect_ms)
         curl.setopt(CurlOpt.NOSIGNAL, 1)
+        # libcurl's smallest send buffer (default 64 KiB): a request body is a chat payload, and every
+        # stream in flight holds this buffer (half of the curl leg's memory at 1,000 streams).
+        curl.setopt(CurlOpt.UPLOAD_BUFFERSIZE, 16 * 1024)
         if not self._verify:
             curl.setopt(CurlOpt.SSL_VERIFYPEER, 0)
             curl.setopt(CurlOpt.SSL_VERIFYHOST, 0)

@@ -15,7 +15,7 @@ from typing import Any
 
 import ray
 
-from grok2api.actors.media_cache import media_cache_handle
+from grok2api.actors.media_cache import get_or_create_media_cache
 from grok2api.actors.token_pool import token_pool_handle
 from grok2api.catalog import CATALOG, Catalog
 from grok2api.config.env import ServerSettings
@@ -79,9 +79,12 @@ class WorkerRuntime:
 
     @property
     def media(self) -> Any:
-        """The MediaCache actor handle."""
+        """The MediaCache actor handle. The actor starts when a replica first needs it (a generated
+        image or video, or a cached file asked for): a text-only gateway never pays its process."""
         if self._media is None:
-            self._media = media_cache_handle()
+            cfg = self.config
+            self._media = get_or_create_media_cache(Path(self.settings.data_dir) / "cache", cfg.cache.limit_mb,
+                                                    cfg.cache.enable_auto_clean, upstream_settings(cfg))
         return self._media
 
     @property
