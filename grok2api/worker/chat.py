@@ -203,22 +203,22 @@ class ChatService:
     def _renderer_callbacks(self, prep: PreparedChat, ticket: Ticket) -> tuple[Any, Any]:
         """Image and video URL renderers that go through the MediaCache with the ticket's token."""
         cfg = self.rt.config
-        media = self.rt.media
+        rt = self.rt  # the MediaCache handle is looked up (and the actor started) only for media answers
         app_url = prep.public_url
         fmt = cfg.app.image_format
 
         async def image(path: str) -> str:
-            name = await media.fetch.remote(path, ticket.token)
+            name = await rt.media.fetch.remote(path, ticket.token)
             alt = image_alt(path)
             if fmt == "base64":
-                local = await media.path_of.remote("image", name)
+                local = await rt.media.path_of.remote("image", name)
                 data = await asyncio.to_thread(Path(local).read_bytes)
                 mime = "image/png" if name.endswith(".png") else "image/jpeg"
                 return f"![{alt}](data:{mime};base64,{base64.b64encode(data).decode()})"
             return f"![{alt}]({app_url}/v1/files/image/{name})"
 
         async def asset(path: str) -> str:
-            name = await media.fetch.remote(path, ticket.token)
+            name = await rt.media.fetch.remote(path, ticket.token)
             return f"{app_url}/v1/files/{kind_of(name)}/{name}"
 
         return image, asset
