@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import struct
 import time
@@ -267,6 +268,28 @@ async def test_stall_hits_idle_timeout_quickly(sim, client: GrokClient) -> None:
     # the client still works afterwards
     out, r = await stream_sse(client, "tok-stall", payload("grok-4.1-fast", "after stall"))
     assert r.content
+
+
+async def test_idle_timeouts_of_concurrent_streams_expire_independently(sim, client: GrokClient) -> None:
+    """Waiting readers share one timer per connection pool: a short idle timeout registered after a
+    long one still fires on time, and the long-timeout stream is not cut by it."""
+    sim.add_token("tok-idle-a")
+    sim.add_token("tok-idle-b")
+    slow = await client.open_chat("tok-idle-b", payload("grok-4.1-fast", "hi [[sim:tokens=4;delay_ms=700]]"),
+                                  idle_timeout=3.0)
+    stalled = await client.open_chat("tok-idle-a", payload("grok-4.1-fast", "hi [[sim:fault=stall:4]]"),
+                                     idle_timeout=0.4)
+
+    async def tokens(stream) -> int:  # type: ignore[no-untyped-def]
+        return len([e async for e in stream.events() if isinstance(e, TokenEvent)])
+
+    slow_task = asyncio.ensure_future(tokens(slow))
+    t0 = time.monotonic()
+    with pytest.raises(UpstreamError) as ei:
+        await tokens(stalled)
+    assert ei.value.kind is ErrorKind.IDLE_TIMEOUT
+    assert time.monotonic() - t0 < 1.5
+    assert await slow_task == 4  # 700 ms gaps, under its own 3 s idle timeout
 
 
 async def test_stall_before_first_frame_fails_preflight(sim, client: GrokClient) -> None:
