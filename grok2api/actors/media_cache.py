@@ -74,6 +74,17 @@ class MediaCacheCore:
         for kind in KINDS:
             (self.root / kind).mkdir(parents=True, exist_ok=True)
 
+    def configure(self, limit_mb: int, auto_clean: bool, upstream: UpstreamSettings) -> None:
+        """Apply changed cache and upstream settings (config hot reload); downloads already running
+        finish with the client they started on."""
+        self.limit_bytes = limit_mb * 1024 * 1024
+        self.auto_clean = auto_clean
+        if upstream != self.upstream_settings:
+            self.upstream_settings = upstream
+            old, self._ctx = self._ctx, None
+            if old is not None:
+                asyncio.get_running_loop().create_task(_close_later(old))
+
     def _upstream(self) -> Any:
         if self._ctx is None:
             from grok2api.upstream.context import UpstreamContext
@@ -220,9 +231,14 @@ class MediaCache:
     async def zip(self, kind: str, names: list[str]) -> str:
         return self.core.zip(kind, names)
 
-    async def configure(self, limit_mb: int, auto_clean: bool) -> None:
-        self.core.limit_bytes = limit_mb * 1024 * 1024
-        self.core.auto_clean = auto_clean
+    async def configure(self, limit_mb: int, auto_clean: bool, upstream: dict[str, Any]) -> None:
+        self.core.configure(limit_mb, auto_clean, UpstreamSettings.model_validate(upstream))
+
+
+async def _close_later(ctx: Any, delay: float = 60.0) -> None:
+    """Close a replaced upstream client once the downloads still using it are done."""
+    await asyncio.sleep(delay)
+    await ctx.aclose()
 
 
 def get_or_create_media_cache(root: Path, limit_mb: int, auto_clean: bool,

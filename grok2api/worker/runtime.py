@@ -74,6 +74,7 @@ class WorkerRuntime:
         self._applied: AppConfig | None = None
         self.chat = ChatService(self)
         self._media: Any = None
+        self._media_key: str | None = None  # the cache settings last sent to the MediaCache
         self._started = False
         self._start_lock: asyncio.Lock | None = None
 
@@ -85,7 +86,29 @@ class WorkerRuntime:
             cfg = self.config
             self._media = get_or_create_media_cache(Path(self.settings.data_dir) / "cache", cfg.cache.limit_mb,
                                                     cfg.cache.enable_auto_clean, upstream_settings(cfg))
+            self._configure_media(cfg)  # it may have been started by another replica, with older settings
         return self._media
+
+    def _configure_media(self, cfg: AppConfig) -> None:
+        """Send the cache settings to the MediaCache when they changed (hot reload; no-op before it is used)."""
+        upstream = upstream_settings(cfg)
+        key = f"{cfg.cache.limit_mb}|{cfg.cache.enable_auto_clean}|{upstream.model_dump_json()}"
+        if self._media is None or key == self._media_key:
+            return
+        self._media_key = key
+        media, args = self._media, (cfg.cache.limit_mb, cfg.cache.enable_auto_clean, upstream.model_dump())
+
+        async def send() -> None:
+            for attempt in range(3):
+                try:
+                    await media.configure.remote(*args)
+                    return
+                except Exception as exc:  # noqa: BLE001 - actor restarting: try again shortly
+                    log.warning("configuring the media cache failed (attempt %d): %s", attempt + 1,
+                                type(exc).__name__)
+                    await asyncio.sleep(1.0)
+
+        asyncio.get_running_loop().create_task(send())
 
     @property
     def config(self) -> AppConfig:
@@ -127,6 +150,7 @@ class WorkerRuntime:
             self._upstream_key = key
             if old is not None:
                 asyncio.get_running_loop().create_task(_close_later(old))
+        self._configure_media(cfg)
 
     async def ready_report(self) -> dict[str, Any]:
         """What ``/ready`` checks: Ray, the TokenPool actor and the storage answer."""

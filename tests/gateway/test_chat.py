@@ -367,6 +367,27 @@ def test_generated_images_are_cached_and_served_by_the_gateway(pool) -> None:
     assert TOKEN_A not in content
 
 
+def test_media_cache_follows_cache_settings_by_hot_reload(pool) -> None:
+    import ray
+
+    pool.add_tokens([TOKEN_A])
+    pool.client().chat.completions.create(model="grok-4", stream=False,
+                                          messages=[{"role": "user", "content": "draw a red fox"}])
+    media = ray.get_actor("MediaCache", namespace="grok2api")  # started by the replica for that image
+    mib = 1024 * 1024
+    before = ray.get(media.usage.remote(), timeout=30)["limit_bytes"] // mib
+    _config_set(pool, "cache.limit_mb", str(before + 7))
+    try:
+        def applied(mb: int) -> bool:
+            pool.client().models.list()  # any request lets the replica see the new config
+            return ray.get(media.usage.remote(), timeout=30)["limit_bytes"] == mb * mib
+
+        assert wait_for(lambda: applied(before + 7), timeout=15, interval=0.5), "cache.limit_mb not applied"
+    finally:
+        _config_set(pool, "cache.limit_mb", str(before))
+        wait_for(lambda: applied(before), timeout=15, interval=0.5)
+
+
 def test_video_model_with_video_config_returns_a_playable_video(pool) -> None:
     pool.add_tokens([TOKEN_A])
     resp = httpx.post(pool.api_url + "/chat/completions", timeout=60,
