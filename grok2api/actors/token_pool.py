@@ -9,7 +9,10 @@ A named, detached, async Ray actor (restarted forever on failure). It wraps a
 * external changes — tokens added/removed by the CLI or another process are picked
   up by polling the storage's cheap ``tokens_version`` counter;
 * the refresh scheduler — cooling tokens are re-synced from ``/rest/rate-limits``
-  once their pool's interval has passed, with bounded concurrency.
+  once their pool's interval has passed, with bounded concurrency;
+* config hot reload — with a ``config_watch`` (the gateway passes
+  :class:`grok2api.worker.pool_config.PoolConfigWatch`) the settings and the refresher
+  follow the stored config, checked on every reload tick.
 
 A restarted actor reloads from storage and loses nothing that was acknowledged.
 """
@@ -96,15 +99,18 @@ class RefreshFailed(Exception):
 Refresher = Callable[[str, str], Awaitable[QuotaReading]]
 StorageFactory = Callable[[], Storage]
 RefresherFactory = Callable[[], Refresher | None]
+# async (storage) -> (new settings, new refresher factory or None) when the stored config changed, else None
+ConfigWatch = Callable[[Storage], Awaitable["tuple[PoolSettings, RefresherFactory | None] | None"]]
 
 
 class TokenPoolCore:
     """The actor's behaviour, usable without Ray (the actor class below only adds the Ray shell)."""
 
     def __init__(self, storage_factory: StorageFactory, settings: PoolSettings,
-                 refresher_factory: RefresherFactory | None = None) -> None:
+                 refresher_factory: RefresherFactory | None = None, config_watch: ConfigWatch | None = None) -> None:
         self._storage_factory = storage_factory
         self._refresher_factory = refresher_factory
+        self._config_watch = config_watch
         self.settings = settings
         self.storage: Storage | None = None
         self.ledger = PoolLedger([], settings.policy())
@@ -136,6 +142,7 @@ class TokenPoolCore:
         self._tokens_version = await self.storage.tokens_version()
         self.ledger.replace_all(records)
         self._refresher = self._refresher_factory() if self._refresher_factory else None
+        await self._follow_config()
         self._last_reload = time.monotonic()
         self._loaded.set()
         loop = asyncio.get_running_loop()
@@ -152,6 +159,23 @@ class TokenPoolCore:
     def update_settings(self, settings: PoolSettings) -> None:
         self.settings = settings
         self.ledger.policy = settings.policy()
+
+    async def _follow_config(self) -> None:
+        """Apply the stored config's pool settings and upstream (hot reload; also right after a restart)."""
+        if self._config_watch is None or self.storage is None:
+            return
+        try:
+            change = await self._config_watch(self.storage)
+        except Exception as exc:  # noqa: BLE001 - keep the current settings; the next poll tries again
+            log.warning("token pool could not read the config: %s", type(exc).__name__)
+            return
+        if change is None:
+            return
+        settings, refresher_factory = change
+        self.update_settings(settings)
+        if refresher_factory is not None:
+            self._refresher_factory = refresher_factory
+            self._refresher = refresher_factory()
 
     # -- leases ---------------------------------------------------------------------------
     async def grant(self, holder: str, pools: tuple[str, ...], want: int, exclude: list[str],
@@ -216,6 +240,7 @@ class TokenPoolCore:
     async def _reload_loop(self) -> None:
         while True:
             await asyncio.sleep(max(0.2, min(self.settings.reload_interval_sec, 5.0)))
+            await self._follow_config()
             if time.monotonic() - self._last_reload < self.settings.reload_interval_sec:
                 continue
             try:
@@ -376,8 +401,9 @@ class TokenPool:
     """Ray shell over :class:`TokenPoolCore` (see the module docstring)."""
 
     def __init__(self, storage_factory: StorageFactory, settings: dict[str, Any],
-                 refresher_factory: RefresherFactory | None = None) -> None:
-        self.core = TokenPoolCore(storage_factory, PoolSettings.model_validate(settings), refresher_factory)
+                 refresher_factory: RefresherFactory | None = None, config_watch: ConfigWatch | None = None) -> None:
+        self.core = TokenPoolCore(storage_factory, PoolSettings.model_validate(settings), refresher_factory,
+                                  config_watch)
 
     async def ready(self) -> bool:
         await self.core.ready()
@@ -430,11 +456,12 @@ class TokenPool:
 
 
 def get_or_create_token_pool(storage_factory: StorageFactory, settings: PoolSettings,
-                             refresher_factory: RefresherFactory | None = None) -> "ray.actor.ActorHandle":
+                             refresher_factory: RefresherFactory | None = None,
+                             config_watch: ConfigWatch | None = None) -> "ray.actor.ActorHandle":
     """The cluster's TokenPool (created detached on first use)."""
     return TokenPool.options(  # type: ignore[attr-defined]
         name=ACTOR_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
-    ).remote(storage_factory, settings.model_dump(), refresher_factory)
+    ).remote(storage_factory, settings.model_dump(), refresher_factory, config_watch)
 
 
 def token_pool_handle() -> "ray.actor.ActorHandle":

@@ -16,6 +16,7 @@ from grok2api.config.env import ServerSettings
 from grok2api.config.schema import AppConfig
 from grok2api.deployments.grok_worker import GrokWorker
 from grok2api.storage import create_storage
+from grok2api.worker.pool_config import PoolConfigWatch
 from grok2api.worker.refresher import make_refresher
 from grok2api.worker.settings import pool_settings, upstream_settings
 
@@ -28,7 +29,8 @@ def build_application(settings: ServerSettings, config: AppConfig) -> Applicatio
         create_storage, settings.storage_type, settings.storage_url, Path(settings.data_dir)
     )
     pool = get_or_create_token_pool(
-        storage_factory, pool_settings(config), functools.partial(make_refresher, upstream_settings(config))
+        storage_factory, pool_settings(config), functools.partial(make_refresher, upstream_settings(config)),
+        PoolConfigWatch(),
     )
     ray.get(pool.ready.remote(), timeout=60)
     return GrokWorker.options(
