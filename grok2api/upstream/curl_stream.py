@@ -197,9 +197,11 @@ class CurlStreamPool:
 
     def _multi(self) -> CurlMulti:
         loop = asyncio.get_running_loop()
-        if self._loop is not loop:
+        if self._loop is not loop:  # a new event loop (tests, a restarted runtime): start afresh
             self._loop = loop
             self._sem = asyncio.Semaphore(self._max)
+            for h in self._free:
+                h.close()
             self._free.clear()
             self._multi_now = None
             self._waiting.clear()
