@@ -75,6 +75,7 @@ class WorkerRuntime:
         self.chat = ChatService(self)
         self._media: Any = None
         self._media_key: str | None = None  # the cache settings last sent to the MediaCache
+        self._background: set[asyncio.Task[None]] = set()
         self._started = False
         self._start_lock: asyncio.Lock | None = None
 
@@ -108,7 +109,9 @@ class WorkerRuntime:
                                 type(exc).__name__)
                     await asyncio.sleep(1.0)
 
-        asyncio.get_running_loop().create_task(send())
+        task = asyncio.get_running_loop().create_task(send())
+        self._background.add(task)  # keep a reference until it is done
+        task.add_done_callback(self._background.discard)
 
     @property
     def config(self) -> AppConfig:
