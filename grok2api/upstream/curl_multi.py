@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from curl_cffi import CurlError
 from curl_cffi._wrapper import ffi, lib
@@ -28,11 +28,44 @@ _SOCKET_TIMEOUT = -1  # CURL_SOCKET_TIMEOUT: "no socket, a timeout expired"
 _POLL_IN, _POLL_OUT, _POLL_REMOVE = 1, 2, 4  # CURL_POLL_*
 _CSELECT_IN, _CSELECT_OUT = 1, 2  # CURL_CSELECT_*
 _MSG_DONE = 1  # CURLMSG_DONE
-_EARLY_S = 0.001  # the event loop's timers have millisecond resolution
+EARLY_S = 0.001  # the event loop's timers have millisecond resolution
 
 
 class Transfer(Protocol):
     def finished(self, code: int) -> None: ...
+
+
+class LazyTimer:
+    """One asyncio timer for a deadline that mostly moves later (libcurl's timeout, idle waits).
+
+    :meth:`arm` reschedules only when the new deadline is earlier than the armed one; a later
+    deadline keeps the armed timer, and the callback, finding it fired early, arms it again.
+    That is one timer handle per deadline that really moved earlier, not one per update.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+        self._loop = loop
+        self._callback = callback
+        self._handle: asyncio.TimerHandle | None = None
+        self._at = 0.0
+
+    def arm(self, due: float) -> None:
+        """Make sure the callback runs at ``due`` (loop time) or earlier."""
+        if self._handle is not None:
+            if self._at <= due + EARLY_S:
+                return
+            self._handle.cancel()
+        self._at = due
+        self._handle = self._loop.call_at(due, self._fire)
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _fire(self) -> None:
+        self._handle = None
+        self._callback()
 
 
 class CurlMulti:
@@ -46,8 +79,7 @@ class CurlMulti:
         self._transfers: dict[Any, Transfer] = {}  # easy handle pointer -> its transfer
         self._fds: dict[int, int] = {}  # descriptor -> CURL_POLL_* bits registered on the loop
         self._deadline: float | None = None  # when libcurl wants socket_action(TIMEOUT)
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0
+        self._timer = LazyTimer(loop, self._on_timer_due)
         # The C callbacks must stay referenced for as long as the multi handle lives.
         self._socket_cb = ffi.callback("int(void *, int, int, void *, void *)", self._on_socket,
                                        error=-1, onerror=_log_callback_error)
@@ -93,9 +125,7 @@ class CurlMulti:
         self._multi = None
         for fd in list(self._fds):
             self._watch(fd, 0)
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._timer.cancel()
         self._deadline = None
 
     # -- libcurl callbacks ----------------------------------------------------------------
@@ -129,23 +159,16 @@ class CurlMulti:
         if timeout_ms < 0:
             self._deadline = None  # libcurl deletes its timer; a pending asyncio timer finds nothing to do
             return 0
-        due = self._loop.time() + timeout_ms / 1000
-        self._deadline = due
-        if self._timer is None or self._timer_at > due:
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer_at = due
-            self._timer = self._loop.call_at(due, self._on_timer_due)
-        return 0  # a later deadline keeps the armed timer, which re-arms itself when it fires early
+        self._deadline = due = self._loop.time() + timeout_ms / 1000
+        self._timer.arm(due)
+        return 0
 
     def _on_timer_due(self) -> None:
-        self._timer = None
         due = self._deadline
         if due is None:
             return
-        if due > self._loop.time() + _EARLY_S:
-            self._timer_at = due
-            self._timer = self._loop.call_at(due, self._on_timer_due)
+        if due > self._loop.time() + EARLY_S:  # the deadline moved later since the timer was armed
+            self._timer.arm(due)
             return
         self._deadline = None
         self._action(_SOCKET_TIMEOUT, 0)
@@ -177,4 +200,4 @@ def _log_callback_error(exc_type: type[BaseException], exc: BaseException, tb: A
     return None
 
 
-__all__ = ["CurlMulti", "Transfer"]
+__all__ = ["CurlMulti", "EARLY_S", "LazyTimer", "Transfer"]

@@ -23,12 +23,11 @@ from typing import Any, AsyncIterator
 from curl_cffi import Curl, CurlError, CurlOpt
 from curl_cffi._wrapper import ffi, lib
 
-from grok2api.upstream.curl_multi import CurlMulti
+from grok2api.upstream.curl_multi import EARLY_S, CurlMulti, LazyTimer
 from grok2api.upstream.errors import ErrorKind, UpstreamError, classify_exception
 
 _WRITE_CB = "size_t(char *, size_t, size_t, void *)"
 _ONE = ffi.new("long *", 1)
-_EARLY_S = 0.001
 
 
 class _Expired(Exception):
@@ -192,8 +191,7 @@ class CurlStreamPool:
         self._retired: set[CurlMulti] = set()
         # Readers waiting for data, each with its deadline; one timer expires the late ones.
         self._waiting: set[_Handle] = set()
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0
+        self._timer: LazyTimer | None = None
 
     def _multi(self) -> CurlMulti:
         loop = asyncio.get_running_loop()
@@ -205,7 +203,7 @@ class CurlStreamPool:
             self._free.clear()
             self._multi_now = None
             self._waiting.clear()
-            self._timer = None
+            self._timer = LazyTimer(loop, self._expire_late)
         if self._multi_now is None:
             self._multi_now = CurlMulti(loop)
             self._users[self._multi_now] = 0
@@ -247,16 +245,15 @@ class CurlStreamPool:
 
     # -- waiting with a deadline ------------------------------------------------------------
     async def wait(self, h: _Handle, timeout: float) -> None:
-        """Wait until ``h`` has news (data, head, end); raise :class:`_Expired` after ``timeout``."""
+        """Wait until ``h`` has news (data, head, end); raise :class:`_Expired` after ``timeout``.
+
+        Called only for a transfer started by :meth:`open`, so on the pool's current loop."""
         loop = asyncio.get_running_loop()
+        assert self._timer is not None
         h.waiter = waiter = loop.create_future()
-        h.deadline = due = loop.time() + timeout
+        h.deadline = loop.time() + timeout
         self._waiting.add(h)
-        if self._timer is None or self._timer_at > due + _EARLY_S:
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer_at = due
-            self._timer = loop.call_at(due, self._expire_late)
+        self._timer.arm(h.deadline)
         try:
             await waiter
         finally:
@@ -264,9 +261,8 @@ class CurlStreamPool:
             self._waiting.discard(h)
 
     def _expire_late(self) -> None:
-        self._timer = None
-        loop = asyncio.get_running_loop()
-        now = loop.time() + _EARLY_S
+        assert self._loop is not None and self._timer is not None
+        now = self._loop.time() + EARLY_S
         nearest: float | None = None
         for h in list(self._waiting):
             if h.deadline <= now:
@@ -277,8 +273,7 @@ class CurlStreamPool:
             elif nearest is None or h.deadline < nearest:
                 nearest = h.deadline
         if nearest is not None:
-            self._timer_at = nearest
-            self._timer = loop.call_at(nearest, self._expire_late)
+            self._timer.arm(nearest)
 
     # -- requests ---------------------------------------------------------------------------
     async def open(self, method: str, url: str, header_lines: list[bytes], body: bytes | None, *,
@@ -339,7 +334,6 @@ class CurlStreamPool:
             m.close()
         if self._timer is not None:
             self._timer.cancel()
-            self._timer = None
 
 
 class CurlStream:
