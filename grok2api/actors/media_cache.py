@@ -83,7 +83,7 @@ class MediaCacheCore:
             self.upstream_settings = upstream
             old, self._ctx = self._ctx, None
             if old is not None:
-                asyncio.get_running_loop().create_task(_close_later(old))
+                old.close_later()
 
     def _upstream(self) -> Any:
         if self._ctx is None:
@@ -233,12 +233,6 @@ class MediaCache:
 
     async def configure(self, limit_mb: int, auto_clean: bool, upstream: dict[str, Any]) -> None:
         self.core.configure(limit_mb, auto_clean, UpstreamSettings.model_validate(upstream))
-
-
-async def _close_later(ctx: Any, delay: float = 60.0) -> None:
-    """Close a replaced upstream client once the downloads still using it are done."""
-    await asyncio.sleep(delay)
-    await ctx.aclose()
 
 
 def get_or_create_media_cache(root: Path, limit_mb: int, auto_clean: bool,

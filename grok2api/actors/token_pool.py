@@ -141,8 +141,9 @@ class TokenPoolCore:
         records = await self.storage.load_tokens()
         self._tokens_version = await self.storage.tokens_version()
         self.ledger.replace_all(records)
-        self._refresher = self._refresher_factory() if self._refresher_factory else None
-        await self._follow_config()
+        await self._follow_config()  # with a config watch: the current settings and a refresher for them
+        if self._refresher is None and self._refresher_factory is not None:
+            self._refresher = self._refresher_factory()
         self._last_reload = time.monotonic()
         self._loaded.set()
         loop = asyncio.get_running_loop()

@@ -86,4 +86,5 @@ async def admin_auth(request: Request,
     return rt
 
 
-__all__ = ["admin_auth", "api_key_auth", "check_admin_password", "check_api_key", "keys_match", "login_limiter", "runtime", "runtime_of"]
+__all__ = ["admin_auth", "api_key_auth", "check_admin_password", "check_api_key", "keys_match", "login_limiter",
+           "runtime", "runtime_of"]

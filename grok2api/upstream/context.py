@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import orjson
 
 from grok2api.upstream.errors import UpstreamError, classify_http
@@ -9,6 +11,9 @@ from grok2api.upstream.headers import HeaderFactory, bare_token
 from grok2api.upstream.settings import UpstreamSettings
 from grok2api.upstream.statsig import StatsigProvider, make_statsig
 from grok2api.upstream.transport import Response, Transport
+
+
+_retiring: set[asyncio.Task[None]] = set()  # replaced clients waiting to close
 
 
 class UpstreamContext:
@@ -47,6 +52,17 @@ class UpstreamContext:
 
     async def aclose(self) -> None:
         await self.transport.aclose()
+
+    def close_later(self, delay: float = 60.0) -> None:
+        """Close this client after ``delay`` seconds, once the calls still using it are done (a client
+        replaced after a config change). Needs a running event loop."""
+        async def close() -> None:
+            await asyncio.sleep(delay)
+            await self.aclose()
+
+        task = asyncio.get_running_loop().create_task(close())
+        _retiring.add(task)
+        task.add_done_callback(_retiring.discard)
 
 
 __all__ = ["UpstreamContext", "UpstreamError"]

@@ -25,6 +25,7 @@ from grok2api.pool.client import LeaseClient
 from grok2api.pool.leases import GrantResult, SettleAck, SettleBatch
 from grok2api.storage import create_storage
 from grok2api.upstream.context import UpstreamContext
+from grok2api.upstream.settings import UpstreamSettings
 from grok2api.worker.chat import ChatService
 from grok2api.worker.settings import upstream_settings
 
@@ -85,16 +86,18 @@ class WorkerRuntime:
         image or video, or a cached file asked for): a text-only gateway never pays its process."""
         if self._media is None:
             cfg = self.config
+            upstream = upstream_settings(cfg)
             self._media = get_or_create_media_cache(Path(self.settings.data_dir) / "cache", cfg.cache.limit_mb,
-                                                    cfg.cache.enable_auto_clean, upstream_settings(cfg))
-            self._configure_media(cfg)  # it may have been started by another replica, with older settings
+                                                    cfg.cache.enable_auto_clean, upstream)
+            self._configure_media(cfg, upstream)  # it may have been started by another replica, with older settings
         return self._media
 
-    def _configure_media(self, cfg: AppConfig) -> None:
+    def _configure_media(self, cfg: AppConfig, upstream: UpstreamSettings) -> None:
         """Send the cache settings to the MediaCache when they changed (hot reload; no-op before it is used)."""
-        upstream = upstream_settings(cfg)
+        if self._media is None:
+            return
         key = f"{cfg.cache.limit_mb}|{cfg.cache.enable_auto_clean}|{upstream.model_dump_json()}"
-        if self._media is None or key == self._media_key:
+        if key == self._media_key:
             return
         self._media_key = key
         media, args = self._media, (cfg.cache.limit_mb, cfg.cache.enable_auto_clean, upstream.model_dump())
@@ -152,8 +155,8 @@ class WorkerRuntime:
             self.upstream = UpstreamContext(settings)
             self._upstream_key = key
             if old is not None:
-                asyncio.get_running_loop().create_task(_close_later(old))
-        self._configure_media(cfg)
+                old.close_later()
+        self._configure_media(cfg, settings)
 
     async def ready_report(self) -> dict[str, Any]:
         """What ``/ready`` checks: Ray, the TokenPool actor and the storage answer."""
@@ -176,12 +179,6 @@ class WorkerRuntime:
         await self.leases.close()
         if self.upstream is not None:
             await self.upstream.aclose()
-
-
-async def _close_later(ctx: UpstreamContext, delay: float = 60.0) -> None:
-    """Close a replaced upstream client once the streams still using it are done."""
-    await asyncio.sleep(delay)
-    await ctx.aclose()
 
 
 __all__ = ["WorkerRuntime", "RayPoolPort"]
