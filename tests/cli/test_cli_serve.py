@@ -11,7 +11,6 @@ import pytest
 
 from grok2api import cli as cli_module
 from grok2api import server
-from fixtures.services import free_port
 
 from .conftest import Cli
 
@@ -115,7 +114,9 @@ def test_simulate_delegates_to_the_simulator(monkeypatch: pytest.MonkeyPatch) ->
 def test_a_second_gateway_claims_serve_ports_nobody_listens_on(monkeypatch: pytest.MonkeyPatch) -> None:
     """Replicas and the fallback proxy bind with SO_REUSEPORT: two gateways on one machine must not
     share such a port, or the kernel would hand one gateway's requests to the other's application."""
-    base = free_port()
+    # 20 free ports below the kernel's ephemeral range, where client connections (and their
+    # TIME_WAIT leftovers) do not take ports while the test runs.
+    base = next(b for b in range(20000, 30000, 20) if all(server._port_free(p) for p in range(b, b + 20)))
     monkeypatch.setattr(server, "_DIRECT_INGRESS_RANGES", {"HTTP": (base, base + 20)})
     monkeypatch.setattr(server, "_PORT_BLOCK", 10)
     with socket.socket() as replica, socket.socket() as proxy:  # another gateway, listening
